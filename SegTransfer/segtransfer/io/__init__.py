@@ -1,0 +1,38 @@
+"""Reading and writing images, label maps (with segment names and colours), DICOM series and 4D series.
+
+Every reader returns ``SimpleITK.Image`` objects with their LPS geometry; every writer is atomic.
+"""
+
+from .atomic import atomic_dir, atomic_path, write_text
+from .images import (
+    LabelImage,
+    check_finite,
+    check_same_grid,
+    describe_grid,
+    read_dicom_series,
+    read_image,
+    read_labels,
+    same_grid,
+    write_image,
+    write_labels,
+)
+from .series4d import Series4D, read_series4d, write_series4d
+
+__all__ = [
+    "LabelImage",
+    "Series4D",
+    "atomic_dir",
+    "atomic_path",
+    "check_finite",
+    "check_same_grid",
+    "describe_grid",
+    "read_dicom_series",
+    "read_image",
+    "read_labels",
+    "read_series4d",
+    "same_grid",
+    "write_image",
+    "write_labels",
+    "write_series4d",
+    "write_text",
+]
