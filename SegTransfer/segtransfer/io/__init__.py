@@ -16,7 +16,7 @@ from .images import (
     write_image,
     write_labels,
 )
-from .series4d import Series4D, read_series4d, write_series4d
+from .series4d import Series4D, join_4d, read_series4d, split_4d, write_series4d
 
 __all__ = [
     "LabelImage",
@@ -27,10 +27,12 @@ __all__ = [
     "check_same_grid",
     "describe_grid",
     "read_dicom_series",
+    "join_4d",
     "read_image",
     "read_labels",
     "read_series4d",
     "same_grid",
+    "split_4d",
     "write_image",
     "write_labels",
     "write_series4d",
