@@ -16,6 +16,7 @@ from .images import (
     write_image,
     write_labels,
 )
+from .dicom4d import read_dicom4d
 from .series4d import Series4D, join_4d, read_series4d, split_4d, write_series4d
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "check_finite",
     "check_same_grid",
     "describe_grid",
+    "read_dicom4d",
     "read_dicom_series",
     "join_4d",
     "read_image",
