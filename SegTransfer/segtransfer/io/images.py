@@ -112,8 +112,10 @@ def write_image(image: sitk.Image, path: PathLike, compress: bool = True) -> Pat
 # Label maps
 
 
-def _to_label_pixels(image: sitk.Image, where: PathLike) -> sitk.Image:
-    """Check label values are non-negative integers and return an unsigned-integer image."""
+def as_label_pixels(image: sitk.Image, where: PathLike) -> sitk.Image:
+    """Check label values are non-negative integers (no NaN) and return the image as UInt8/UInt16.
+
+    ``where`` names the source in the ``InputError`` raised for bad values."""
     arr = sitk.GetArrayViewFromImage(image)
     if arr.size == 0:
         raise InputError(where, "label map is empty (no voxels)")
@@ -169,7 +171,7 @@ def _read_seg_nrrd(p: Path) -> LabelImage:
     image.SetSpacing(tuple(float(s) for s in spacing))
     image.SetDirection(tuple(float(d) for d in (columns / spacing).ravel()))
     image.SetOrigin(tuple(float(o) for o in ijk_to_lps[:3, 3]))
-    return LabelImage(_to_label_pixels(image, p), segments)
+    return LabelImage(as_label_pixels(image, p), segments)
 
 
 def read_labels(path: PathLike, known: tuple[Segment, ...] = CARDIAC_SEGMENTS) -> LabelImage:
@@ -183,7 +185,7 @@ def read_labels(path: PathLike, known: tuple[Segment, ...] = CARDIAC_SEGMENTS) -
         raise InputError(p, "file not found")
     if _is_seg_nrrd(p):
         return _read_seg_nrrd(p)
-    image = _to_label_pixels(read_image(p), p)
+    image = as_label_pixels(read_image(p), p)
     values = np.unique(sitk.GetArrayViewFromImage(image))
     return LabelImage(image, default_segments(list(values), known))
 
@@ -196,7 +198,7 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
         image, segments = labels.image, segments if segments is not None else labels.segments
     else:
         image = labels
-    image = _to_label_pixels(image, path)
+    image = as_label_pixels(image, path)
     p = Path(path)
     if not _is_seg_nrrd(p):
         return write_image(image, p)
@@ -234,7 +236,7 @@ def describe_grid(image: sitk.Image) -> str:
     return f"{size} voxels at {spacing} mm, origin ({origin})"
 
 
-def _grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
+def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
     """What differs between two grids, or ``None`` when they are the same within tolerance."""
     if a.GetDimension() != b.GetDimension():
         return f"dimension {a.GetDimension()} vs {b.GetDimension()}"
@@ -254,7 +256,7 @@ def _grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
 
 def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
     """True when ``a`` and ``b`` share size, spacing, origin and direction (within tolerance)."""
-    return _grid_difference(a, b) is None
+    return grid_difference(a, b) is None
 
 
 def check_same_grid(image: sitk.Image, labels: sitk.Image, image_name: PathLike = "image", labels_name: PathLike = "labels") -> None:
@@ -262,6 +264,6 @@ def check_same_grid(image: sitk.Image, labels: sitk.Image, image_name: PathLike 
 
     Never resamples: a label map on another grid is an error the user must resolve.
     """
-    diff = _grid_difference(image, labels)
+    diff = grid_difference(image, labels)
     if diff is not None:
         raise GeometryError(labels_name, f"geometry does not match {image_name}: {diff}")

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .atomic import atomic_dir
-from .images import _grid_difference, check_same_grid, read_image, read_labels, write_image, write_labels
+from .images import as_label_pixels, grid_difference, check_same_grid, read_image, read_labels, write_image, write_labels
 
 MANIFEST = "series.json"
 FORMAT = "segtransfer.series4d"
@@ -52,7 +52,7 @@ class Series4D:
             raise InputError(where, "series has no phases")
         ref = self.phases[0]
         for i, ph in enumerate(self.phases[1:], start=1):
-            diff = _grid_difference(ref, ph)
+            diff = grid_difference(ref, ph)
             if diff is not None:
                 raise InputError(where, f"phase {i} is not on the grid of phase 0: {diff}")
         if self.percent_rr is not None and len(self.percent_rr) != len(self.phases):
@@ -113,16 +113,9 @@ def read_series4d(path: str | os.PathLike, labels_path: str | os.PathLike | None
                 raise InputError(labels_path, f"expected a 4D label image with {len(series)} phases, got size {list(lab4.GetSize())}")
             for i, lab in enumerate(split_4d(lab4)):
                 if sitk.GetArrayViewFromImage(lab).any():
-                    series.labels[i] = read_labels_from_image(lab, labels_path)
+                    series.labels[i] = as_label_pixels(lab, labels_path)
     series.validate(p)
     return series
-
-
-def read_labels_from_image(image: sitk.Image, where: str | os.PathLike) -> sitk.Image:
-    """Label pixels checked like a label file (non-negative integers)."""
-    from .images import _to_label_pixels
-
-    return _to_label_pixels(image, where)
 
 
 def write_series4d(series: Series4D, path: str | os.PathLike, form: str = "folder") -> Path:

@@ -23,7 +23,8 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..io import Series4D, read_image, read_labels, read_series4d
 from ..io.dicom4d import read_dicom4d
-from ..io.series4d import MANIFEST, read_labels_from_image, split_4d
+from ..io import as_label_pixels
+from ..io.series4d import MANIFEST, split_4d
 from .phases import check_percent_rr, read_volume_curve, volume_curve_from_label4d
 
 
@@ -32,7 +33,7 @@ def read_labels4d(path: str | os.PathLike, n_phases: int) -> dict[int, sitk.Imag
     lab4 = read_image(path, dimension=None)
     if lab4.GetDimension() != 4 or lab4.GetSize()[3] != n_phases:
         raise InputError(path, f"expected a 4D label image with {n_phases} phases, got size {list(lab4.GetSize())}")
-    return {i: read_labels_from_image(lab, path) for i, lab in enumerate(split_4d(lab4)) if sitk.GetArrayViewFromImage(lab).any()}
+    return {i: as_label_pixels(lab, path) for i, lab in enumerate(split_4d(lab4)) if sitk.GetArrayViewFromImage(lab).any()}
 
 
 def load_study(
