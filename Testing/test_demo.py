@@ -1,0 +1,33 @@
+"""The main job: the demo runs end to end and its measurements agree with the phantom truth."""
+
+from __future__ import annotations
+
+import json
+
+from segtransfer.cli import main
+from segtransfer.sparse4d import read_sparse4d
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    steps = summary["steps"]
+    truth = steps["cardiac phantom"]["truth"]
+    # cleanup repaired the annotation defects: closer to the clean truth than before, for both phases
+    for phase in ("ED", "ES"):
+        rec = steps["annotation cleanup"][phase]
+        assert rec["voxels_changed"] > 0
+        assert rec["dice_to_truth_after"]["1"] > rec["dice_to_truth_before"]["1"]
+        assert rec["dice_to_truth_after"]["1"] > 0.99
+    # the sparse pair found ED/ES and the EF of the phantom
+    sparse = steps["sparse 4D pair"]
+    assert (sparse["ed_index"], sparse["es_index"]) == (truth["ed_index"], truth["es_index"])
+    assert abs(sparse["ejection_fraction"] - truth["ejection_fraction"]) < 0.01
+    pair = read_sparse4d(out / "cardiac" / "sparse4d")
+    assert pair.labelled_phases() == [truth["ed_index"], truth["es_index"]]
+    printed = capsys.readouterr().out
+    assert "Demo outputs:" in printed
+    # a second run refuses to overwrite without --force, then replaces with it
+    assert main(["demo", "--out", str(out)]) == 2
+    assert (out / "summary.json").exists()
