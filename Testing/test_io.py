@@ -213,3 +213,13 @@ def test_dicom_series_reads_with_geometry(tmp_path, oblique_image):
     assert read_image(folder).GetSize() == image.GetSize()
     with pytest.raises(InputError, match="not found"):
         read_dicom_series(folder, series_uid="1.2.3")
+
+
+def test_seg_nrrd_keeps_terminology(tmp_path, oblique_image):
+    entry = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue"
+             "~SCT^4906002^Myocardium~^^~Anatomic codes - DICOM master list~^^~^^")
+    segs = [Segment(1, "pool", (0.1, 0.2, 0.3)), Segment(2, "wall", (0.4, 0.5, 0.6), entry)]
+    back = read_labels(write_labels(labels_like(oblique_image), tmp_path / "t.seg.nrrd", segs))
+    assert back.segments[0].terminology is None
+    assert back.segments[1].terminology is not None
+    assert "SCT^4906002^Myocardium" in back.segments[1].terminology

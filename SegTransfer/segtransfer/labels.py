@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Segment:
-    """One labelled structure: integer ``value`` in the label map, display ``name`` and RGB ``color`` in 0..1."""
+    """One labelled structure: integer ``value`` in the label map, display ``name``, RGB ``color`` in 0..1,
+    and optionally Slicer's terminology entry string (``"Segmentation category and type - ...~SCT^..."``)."""
 
     value: int
     name: str
     color: tuple[float, float, float]
+    terminology: str | None = None
 
 
 BACKGROUND = 0

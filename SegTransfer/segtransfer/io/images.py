@@ -162,7 +162,8 @@ def _read_seg_nrrd(p: Path) -> LabelImage:
             raise InputError(p, f"segment '{s.get('name')}' overlaps another segment; overlapping segments cannot form one label map")
         out[mask] = value
         color = tuple(float(c) for c in s.get("color", (0.5, 0.5, 0.5)))[:3]
-        segments.append(Segment(value, str(s.get("name", s.get("id", f"Segment {value}"))), color))
+        terminology = slicerio.segmentation.terminology_entry_to_string(s["terminology"]) if s.get("terminology") else None
+        segments.append(Segment(value, str(s.get("name", s.get("id", f"Segment {value}"))), color, terminology))
     # pynrrd reads in Fortran order: voxels[i, j, k]; SimpleITK arrays are [k, j, i].
     image = sitk.GetImageFromArray(np.ascontiguousarray(out.transpose(2, 1, 0)))
     ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
@@ -213,7 +214,10 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
     seg_fields = []
     for v in values:
         s = by_value.get(v) or defaults[v]
-        seg_fields.append({"id": f"Segment_{v}", "name": s.name, "color": list(s.color), "labelValue": v, "layer": 0})
+        fields = {"id": f"Segment_{v}", "name": s.name, "color": list(s.color), "labelValue": v, "layer": 0}
+        if s.terminology:
+            fields["tags"] = {"TerminologyEntry": s.terminology}
+        seg_fields.append(fields)
     ijk_to_lps = np.eye(4)
     direction = np.array(image.GetDirection()).reshape(3, 3)
     ijk_to_lps[:3, :3] = direction * np.array(image.GetSpacing())
