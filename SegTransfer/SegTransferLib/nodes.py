@@ -143,21 +143,24 @@ def segmentation_node_from_label_image(scene, labels: LabelImage, name: str, seg
     return segmentation_node
 
 
-def add_mask_segment(segmentation_node, mask: sitk.Image, name: str, color=(1.0, 1.0, 0.0)) -> str:
-    """Add a binary mask (same grid as the segmentation's labels) as one more segment; returns its ID.
-    Used for previews such as "voxels changed by cleanup"."""
+def add_mask_segment(segmentation_node, mask: sitk.Image, name: str, color=(1.0, 1.0, 0.0)) -> str | None:
+    """Add a binary mask (non-zero = inside) as one more segment of ``segmentation_node``; returns its ID,
+    or ``None`` when the mask is empty.  Used for previews such as "voxels changed by cleanup"."""
     scene = segmentation_node.GetScene()
-    tmp = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segtransfer preview")
+    before = set(_segment_ids(segmentation_node))
+    labelmap = volume_node_from_image(scene, sitk.Cast(mask > 0, sitk.sitkUInt8), f"{name} mask", labelmap=True)
     try:
-        segmentation_node_from_label_image(scene, LabelImage(sitk.Cast(mask > 0, sitk.sitkUInt8), [Segment(1, name, tuple(color))]), name, tmp)
-        src = tmp.GetSegmentation()
-        if src.GetNumberOfSegments() == 0:  # empty mask: add an empty segment so the preview exists
-            return segmentation_node.GetSegmentation().AddEmptySegment(name, name, list(color))
-        sid = src.GetNthSegmentID(0)
-        segmentation_node.GetSegmentation().CopySegmentFromSegmentation(src, sid)
-        return sid
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
+            raise ValueError(f"{name}: mask could not be imported into {segmentation_node.GetName()}")
     finally:
-        scene.RemoveNode(tmp)
+        scene.RemoveNode(labelmap)
+    added = [sid for sid in _segment_ids(segmentation_node) if sid not in before]
+    if not added:
+        return None
+    segment = segmentation_node.GetSegmentation().GetSegment(added[0])
+    segment.SetName(name)
+    segment.SetColor(*color)
+    return added[0]
 
 
 # ----------------------------------------------------------------------------------------------

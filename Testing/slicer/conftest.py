@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import types
+import unittest
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,8 @@ def _install_application_stand_ins() -> None:
             def __init__(self, parent=None):
                 pass
 
-        class ScriptedLoadableModuleTest:
-            pass
+        class ScriptedLoadableModuleTest(unittest.TestCase):
+            """As in Slicer: a unittest.TestCase whose runTest() the module overrides."""
 
         for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
             setattr(slm, cls.__name__, cls)
