@@ -1,0 +1,120 @@
+"""SegTransferHemorrhage: CT hemorrhage segmentation with volume (mL) and per-scan detection.
+
+Inference runs in a background process (the ``segtransfer`` CLI) so the application stays
+responsive and the user can cancel; this module writes the selected CT to a temporary file, starts
+the command, and loads the segmentation and the summary table it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from SegTransferLib import nodes
+
+SEGMENTATION_FILE = "hemorrhage.seg.nrrd"
+SUMMARY_FILE = "summary.json"
+
+
+class SegTransferHemorrhage(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "CT Hemorrhage"
+        self.parent.categories = ["SegTransfer"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SegTransfer team"]
+        self.parent.helpText = (
+            "Segment intracranial hemorrhage on a head CT (Hounsfield units) with a 2D U-Net over axial slices; "
+            "report the hemorrhage volume in mL, whether hemorrhage is present, and each connected lesion. "
+            "The default model was trained on phantoms: for demonstration and testing, not for clinical use."
+        )
+        self.parent.acknowledgementText = "Part of the SegTransfer extension."
+
+
+class SegTransferHemorrhageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferHemorrhage.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SegTransferHemorrhageLogic()
+        self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
+
+    def onLoadResults(self):
+        with slicer.util.tryWithErrorDisplay("Loading hemorrhage results failed.", waitCursor=True):
+            _seg, summary = self.logic.loadResults(self.ui.resultsDirectoryButton.directory, self.ui.inputSelector.currentNode())
+            self.ui.resultLabel.text = self.logic.summaryText(summary)
+
+
+class SegTransferHemorrhageLogic(ScriptedLoadableModuleLogic):
+    """Hemorrhage inputs and outputs on the nodes of ``scene`` (default: the application's scene)."""
+
+    def __init__(self, scene=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.scene = scene if scene is not None else slicer.mrmlScene
+
+    def writeInput(self, volumeNode, folder=None):
+        """Write the CT volume node (LPS geometry, HU values) to ``folder/ct.nii.gz`` (a new temporary
+        folder by default) for the background command; returns the file path."""
+        from segtransfer.io import write_image
+
+        if volumeNode is None:
+            raise ValueError("Select a head CT volume.")
+        folder = Path(folder or tempfile.mkdtemp(prefix="segtransfer-hemorrhage-"))
+        return write_image(nodes.image_from_volume_node(volumeNode), folder / "ct.nii.gz")
+
+    def loadResults(self, folder, referenceVolumeNode=None):
+        """Load ``hemorrhage.seg.nrrd`` as a segmentation node (on the CT's grid) and ``summary.json``.
+        Returns ``(segmentationNode, summary dict)``."""
+        from segtransfer.io import read_labels
+
+        folder = Path(folder)
+        labels = read_labels(folder / SEGMENTATION_FILE)
+        segmentation = nodes.segmentation_node_from_label_image(self.scene, labels, "Hemorrhage")
+        if referenceVolumeNode is not None:
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+        summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).exists() else {}
+        return segmentation, summary
+
+    @staticmethod
+    def summaryText(summary):
+        """One line for the panel: detection and volume."""
+        if not summary:
+            return "No summary found."
+        volume = summary.get("volume_ml")
+        detected = summary.get("detected")
+        return f"Hemorrhage {'present' if detected else 'not detected'}" + (f": {volume:.2f} mL" if volume is not None else "")
+
+
+class SegTransferHemorrhageTest(ScriptedLoadableModuleTest):
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_input_keeps_geometry()
+
+    def test_input_keeps_geometry(self):
+        import SimpleITK as sitk
+
+        image = sitk.Image([8, 9, 4], sitk.sitkInt16) + 40
+        image.SetSpacing((0.5, 0.5, 5.0))
+        node = nodes.volume_node_from_image(slicer.mrmlScene, image, "ct")
+        back = sitk.ReadImage(str(SegTransferHemorrhageLogic().writeInput(node)))
+        self.assertEqual(back.GetSpacing(), image.GetSpacing())

@@ -1,0 +1,114 @@
+"""Logic of SegTransferThickness, SegTransferHemorrhage and SegTransferFineTune on real scenes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import SegTransferFineTune
+import SegTransferHemorrhage
+import SegTransferThickness
+from SegTransferFineTune import SegTransferFineTuneLogic
+from SegTransferHemorrhage import SegTransferHemorrhageLogic
+from SegTransferLib import nodes
+from SegTransferThickness import SegTransferThicknessLogic
+from segtransfer.io import LabelImage, read_labels, write_labels
+from segtransfer.labels import HEMORRHAGE_SEGMENTS, Segment
+from segtransfer.phantoms import cylindrical_shell
+
+OBLIQUE = tuple(np.array([[0.9396926, 0.0, 0.3420201], [0.0, 1.0, 0.0], [-0.3420201, 0.0, 0.9396926]]).ravel())
+
+
+def test_thickness_segments_export_as_0_1_2_on_oblique_grid(scene, tmp_path):
+    shell, _ = cylindrical_shell(5.0, 8.0, length=12.0, spacing=(0.7, 0.9, 1.6), direction=OBLIQUE, margin_mm=2.0)
+    # the segmentation lists myocardium first and a distractor segment: the user picks pool and wall
+    arr = shell.array()
+    mixed = np.where(arr == 1, 3, np.where(arr == 2, 1, 0)).astype(np.uint8)
+    mixed[0, 0, 0] = 2
+    img = sitk.GetImageFromArray(mixed)
+    img.CopyInformation(shell.image)
+    segs = [Segment(1, "Myo", (0.9, 0.6, 0.3)), Segment(2, "Other", (0.2, 0.2, 0.9)), Segment(3, "Pool", (0.9, 0.1, 0.1))]
+    seg_node = nodes.segmentation_node_from_label_image(scene, LabelImage(img, segs), "lv")
+    ref = nodes.volume_node_from_image(scene, shell.image, "ct")
+    s = seg_node.GetSegmentation()
+    logic = SegTransferThicknessLogic(scene)
+    labels = logic.labelsFromSegments(seg_node, s.GetSegmentIdBySegmentName("Pool"), s.GetSegmentIdBySegmentName("Myo"), ref)
+    np.testing.assert_array_equal(labels.array(), arr)
+    assert [(x.value, x.name) for x in labels.segments] == [(1, "Pool"), (2, "Myo")]
+    path = logic.writeLabels(seg_node, s.GetSegmentIdBySegmentName("Pool"), s.GetSegmentIdBySegmentName("Myo"), ref, tmp_path / "lv.nii.gz")
+    back = read_labels(path)
+    np.testing.assert_allclose(back.image.GetDirection(), OBLIQUE, atol=1e-6)
+    np.testing.assert_array_equal(back.array(), arr)
+    with pytest.raises(ValueError, match="no segment with ID 'nope'"):
+        logic.labelsFromSegments(seg_node, "nope", s.GetSegmentIdBySegmentName("Myo"), ref)
+
+
+def test_thickness_results_load_as_coloured_model_and_table(scene, tmp_path):
+    (tmp_path / "ed_epicardium.vtk").write_text(
+        "# vtk DataFile Version 3.0\nSPACE=LPS\nASCII\nDATASET POLYDATA\nPOINTS 3 float\n0 0 0 5 0 0 0 5 0\n"
+        "POLYGONS 1 4\n3 0 1 2\nPOINT_DATA 3\nSCALARS thickness_mm float 1\nLOOKUP_TABLE default\n9 10 11\n")
+    (tmp_path / "statistics.csv").write_text("phase,median_mm,p95_mm,max_mm\nED,10,10.9,11\n")
+    models, tables = SegTransferThicknessLogic(scene).loadResults(tmp_path)
+    assert len(models) == 1 and models[0].GetDisplayNode().GetActiveScalarName() == "thickness_mm"
+    assert nodes.rows_from_table_node(tables[0]) == [{"phase": "ED", "median_mm": 10.0, "p95_mm": 10.9, "max_mm": 11.0}]
+    with pytest.raises(ValueError, match="no thickness surface"):
+        SegTransferThicknessLogic(scene).loadResults(tmp_path / "empty")
+
+
+def test_hemorrhage_input_and_results_round_trip(scene, tmp_path):
+    ct = sitk.GetImageFromArray(np.full((5, 12, 10), 35, np.int16))
+    ct.SetSpacing((0.45, 0.45, 5.0))
+    ct.SetDirection(OBLIQUE)
+    ct.SetOrigin((90.0, 120.0, -40.0))
+    node = nodes.volume_node_from_image(scene, ct, "head")
+    logic = SegTransferHemorrhageLogic(scene)
+    written = sitk.ReadImage(str(logic.writeInput(node, tmp_path / "in")))
+    np.testing.assert_allclose(written.GetOrigin(), ct.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(written.GetDirection(), ct.GetDirection(), atol=1e-6)
+    mask = np.zeros((5, 12, 10), np.uint8)
+    mask[2, 3:6, 4:7] = 1
+    m = sitk.GetImageFromArray(mask)
+    m.CopyInformation(ct)
+    out = tmp_path / "out"
+    write_labels(LabelImage(m, list(HEMORRHAGE_SEGMENTS)), out / "hemorrhage.seg.nrrd")
+    (out / "summary.json").write_text(json.dumps({"volume_ml": 0.0091, "detected": True}))
+    seg, summary = logic.loadResults(out, node)
+    assert seg.GetSegmentation().GetNthSegment(0).GetName() == "Hemorrhage"
+    back = nodes.label_image_from_segmentation_node(seg, node)
+    np.testing.assert_array_equal(back.array(), mask)
+    assert logic.summaryText(summary) == "Hemorrhage present: 0.01 mL"
+
+
+def test_finetune_package_table_and_refusal(scene, tmp_path):
+    from monai.networks.nets import UNet
+
+    from segtransfer.models import ModelPackage, make_description, save_package
+
+    net = UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=(4, 8), strides=(2,), num_res_units=0)
+    description = make_description("monai.networks.nets.UNet",
+                                   {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [4, 8], "strides": [2], "num_res_units": 0},
+                                   name="tiny", spacing_mm=[1.0, 1.0, None], intensity={"kind": "zscore"},
+                                   labels=list(HEMORRHAGE_SEGMENTS), activation="sigmoid")
+    pkg = ModelPackage.from_network(net, description, {"provenance": {"site": "partner"}, "intended_use": "testing"})
+    save_package(pkg, tmp_path / "pkg")
+    info, table = SegTransferFineTuneLogic(scene).packageTable(str(tmp_path / "pkg"))
+    rows = {r["field"]: r["value"] for r in nodes.rows_from_table_node(table)}
+    assert rows["architecture"] == "monai.networks.nets.UNet" and rows["sha256"] == info["sha256"]
+    assert rows["parameters"] == str(sum(p.numel() for p in net.parameters()))
+    weights = tmp_path / "pkg" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="checksum mismatch"):
+        SegTransferFineTuneLogic(scene).packageTable(str(tmp_path / "pkg"))
+
+
+@pytest.mark.parametrize("module", [SegTransferThickness, SegTransferHemorrhage, SegTransferFineTune])
+def test_module_self_tests_run_on_scene(scene, monkeypatch, module):
+    import slicer
+
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    getattr(module, f"{module.__name__}Test")().runTest()
