@@ -11,15 +11,10 @@ import logging
 from dataclasses import asdict
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 CHANGED_SEGMENT_NAME = "Changed by cleanup"
 
@@ -27,32 +22,20 @@ CHANGED_SEGMENT_NAME = "Changed by cleanup"
 class SegTransferCleanup(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Annotation Cleanup"
-        self.parent.categories = ["SegTransfer"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SegTransfer team"]
-        self.parent.helpText = (
-            "Close holes in the blood pool and gaps between blood pool and myocardium left by flood-filled "
-            "expert contours (exact Euclidean-ball closing, radius in voxels or mm; outer boundaries do not move), "
-            "fill enclosed holes, remove small components, and measure agreement between two raters "
-            "(Dice, 95% Hausdorff, mean surface distance, volume difference)."
+        describe(
+            self.parent,
+            "Annotation Cleanup",
+            (
+                "Close holes in the blood pool and gaps between blood pool and myocardium left by flood-filled "
+                "expert contours (exact Euclidean-ball closing, radius in voxels or mm; outer boundaries do not move), "
+                "fill enclosed holes, remove small components, and measure agreement between two raters "
+                "(Dice, 95% Hausdorff, mean surface distance, volume difference)."
+            ),
         )
-        self.parent.acknowledgementText = "Part of the SegTransfer extension."
 
 
-class SegTransferCleanupWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferCleanup.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegTransferCleanupLogic()
+class SegTransferCleanupWidget(ModuleWidget):
+    def connect(self):
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.agreementButton.connect("clicked(bool)", self.onAgreement)
 
@@ -75,16 +58,11 @@ class SegTransferCleanupWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             table = self.logic.agreementTable(
                 self.ui.raterASelector.currentNode(), self.ui.raterBSelector.currentNode(), self.ui.referenceSelector.currentNode()
             )
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
+            self.showTable(table)
 
 
-class SegTransferCleanupLogic(ScriptedLoadableModuleLogic):
+class SegTransferCleanupLogic(SceneLogic):
     """Cleanup and agreement on the nodes of ``scene`` (default: the application's scene)."""
-
-    def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
 
     def labelsFromNode(self, node, referenceVolumeNode=None):
         """A label-map volume node or a segmentation node as a core ``LabelImage``.  A segmentation needs
@@ -129,10 +107,7 @@ class SegTransferCleanupLogic(ScriptedLoadableModuleLogic):
         return nodes.table_node_from_rows(self.scene, rows, "Rater agreement", tableNode)
 
 
-class SegTransferCleanupTest(ScriptedLoadableModuleTest):
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
+class SegTransferCleanupTest(ModuleTest):
     def runTest(self):
         self.setUp()
         self.test_fills_hole()

@@ -8,61 +8,39 @@ through the ``segtransfer`` CLI.
 from __future__ import annotations
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 
 class SegTransferFineTune(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Model Transfer"
-        self.parent.categories = ["SegTransfer"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SegTransfer team"]
-        self.parent.helpText = (
-            "Receive a partner site's segmentation model package (weights in safetensors, checksums verified, "
-            "nothing unpickled), inspect its description and model card, fine-tune it on local cases, and "
-            "train across sites by exchanging weights only."
+        describe(
+            self.parent,
+            "Model Transfer",
+            (
+                "Receive a partner site's segmentation model package (weights in safetensors, checksums verified, "
+                "nothing unpickled), inspect its description and model card, fine-tune it on local cases, and "
+                "train across sites by exchanging weights only."
+            ),
         )
-        self.parent.acknowledgementText = "Part of the SegTransfer extension."
 
 
-class SegTransferFineTuneWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferFineTune.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegTransferFineTuneLogic()
+class SegTransferFineTuneWidget(ModuleWidget):
+    def connect(self):
         self.ui.inspectButton.connect("clicked(bool)", self.onInspect)
 
     def onInspect(self):
         with slicer.util.tryWithErrorDisplay("The model package was refused.", waitCursor=True):
             info, table = self.logic.packageTable(self.ui.packagePathLineEdit.currentPath, self.ui.sha256LineEdit.text or None)
             self.ui.packageStatusLabel.text = f"Verified package {info.get('sha256', '')[:16]}..."
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-            slicer.app.applicationLogic().PropagateTableSelection()
+            self.showTable(table)
 
 
-class SegTransferFineTuneLogic(ScriptedLoadableModuleLogic):
+class SegTransferFineTuneLogic(SceneLogic):
     """Model-package work on the nodes of ``scene`` (default: the application's scene)."""
-
-    def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
 
     def packageTable(self, path, expected_sha256=None, tableNode=None):
         """Verify a package (checksums, allowed files, safetensors only) and show its description and card
@@ -88,10 +66,7 @@ def _flatten(value, prefix=""):
         yield prefix, ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-class SegTransferFineTuneTest(ScriptedLoadableModuleTest):
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
+class SegTransferFineTuneTest(ModuleTest):
     def runTest(self):
         self.setUp()
         self.test_refuses_missing_package()

@@ -12,15 +12,10 @@ import tempfile
 from pathlib import Path
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 SEGMENTATION_FILE = "hemorrhage.seg.nrrd"
 SUMMARY_FILE = "summary.json"
@@ -29,31 +24,19 @@ SUMMARY_FILE = "summary.json"
 class SegTransferHemorrhage(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "CT Hemorrhage"
-        self.parent.categories = ["SegTransfer"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SegTransfer team"]
-        self.parent.helpText = (
-            "Segment intracranial hemorrhage on a head CT (Hounsfield units) with a 2D U-Net over axial slices; "
-            "report the hemorrhage volume in mL, whether hemorrhage is present, and each connected lesion. "
-            "The default model was trained on phantoms: for demonstration and testing, not for clinical use."
+        describe(
+            self.parent,
+            "CT Hemorrhage",
+            (
+                "Segment intracranial hemorrhage on a head CT (Hounsfield units) with a 2D U-Net over axial slices; "
+                "report the hemorrhage volume in mL, whether hemorrhage is present, and each connected lesion. "
+                "The default model was trained on phantoms: for demonstration and testing, not for clinical use."
+            ),
         )
-        self.parent.acknowledgementText = "Part of the SegTransfer extension."
 
 
-class SegTransferHemorrhageWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferHemorrhage.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegTransferHemorrhageLogic()
+class SegTransferHemorrhageWidget(ModuleWidget):
+    def connect(self):
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
 
     def onLoadResults(self):
@@ -62,12 +45,8 @@ class SegTransferHemorrhageWidget(ScriptedLoadableModuleWidget, VTKObservationMi
             self.ui.resultLabel.text = self.logic.summaryText(summary)
 
 
-class SegTransferHemorrhageLogic(ScriptedLoadableModuleLogic):
+class SegTransferHemorrhageLogic(SceneLogic):
     """Hemorrhage inputs and outputs on the nodes of ``scene`` (default: the application's scene)."""
-
-    def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
 
     def writeInput(self, volumeNode, folder=None):
         """Write the CT volume node (LPS geometry, HU values) to ``folder/ct.nii.gz`` (a new temporary
@@ -102,10 +81,7 @@ class SegTransferHemorrhageLogic(ScriptedLoadableModuleLogic):
         return f"Hemorrhage {'present' if detected else 'not detected'}" + (f": {volume:.2f} mL" if volume is not None else "")
 
 
-class SegTransferHemorrhageTest(ScriptedLoadableModuleTest):
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
+class SegTransferHemorrhageTest(ModuleTest):
     def runTest(self):
         self.setUp()
         self.test_input_keeps_geometry()

@@ -8,45 +8,29 @@ and exports the pair.
 from __future__ import annotations
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 
 class SegTransferSparse4D(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Sparse 4D Labels"
-        self.parent.categories = ["SegTransfer"]
-        self.parent.dependencies = ["Sequences"]
-        self.parent.contributors = ["SegTransfer team"]
-        self.parent.helpText = (
-            "Turn a 20-phase cardiac CT sequence with labels on some phases (typically end-diastole and "
-            "end-systole) into a 4D image/label training pair resampled to 1 mm isotropic. Unlabelled phases "
-            "are all zeros and recorded as unlabelled. Shows the LV volume curve, ED/ES and ejection fraction."
+        describe(
+            self.parent,
+            "Sparse 4D Labels",
+            (
+                "Turn a 20-phase cardiac CT sequence with labels on some phases (typically end-diastole and "
+                "end-systole) into a 4D image/label training pair resampled to 1 mm isotropic. Unlabelled phases "
+                "are all zeros and recorded as unlabelled. Shows the LV volume curve, ED/ES and ejection fraction."
+            ),
+            dependencies=["Sequences"],
         )
-        self.parent.acknowledgementText = "Part of the SegTransfer extension."
 
 
-class SegTransferSparse4DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferSparse4D.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegTransferSparse4DLogic()
+class SegTransferSparse4DWidget(ModuleWidget):
+    def connect(self):
         self.ui.curveButton.connect("clicked(bool)", self.onCurve)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
 
@@ -77,12 +61,8 @@ class SegTransferSparse4DWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             self.ui.summaryLabel.text = f"Exported {pair.n_phases} phases; labelled: {pair.labelled_phases()}"
 
 
-class SegTransferSparse4DLogic(ScriptedLoadableModuleLogic):
+class SegTransferSparse4DLogic(SceneLogic):
     """Sparse-4D work on the nodes of ``scene`` (default: the application's scene)."""
-
-    def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
 
     @staticmethod
     def seriesFromNodes(imageSequenceNode, labelSequenceNode=None, labelledNodes=None):
@@ -139,10 +119,7 @@ class SegTransferSparse4DLogic(ScriptedLoadableModuleLogic):
         return nodes.sequence_nodes_from_series(self.scene, Series4D(phases, percent, labels), name)
 
 
-class SegTransferSparse4DTest(ScriptedLoadableModuleTest):
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
+class SegTransferSparse4DTest(ModuleTest):
     def runTest(self):
         self.setUp()
         self.test_curve_finds_ed_es()

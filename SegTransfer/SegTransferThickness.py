@@ -11,15 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 THICKNESS_ARRAY = "thickness_mm"
 
@@ -27,31 +22,19 @@ THICKNESS_ARRAY = "thickness_mm"
 class SegTransferThickness(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "LV Wall Thickness"
-        self.parent.categories = ["SegTransfer"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["SegTransfer team"]
-        self.parent.helpText = (
-            "Left-ventricular wall thickness from a blood-pool and a myocardium segment: Laplace's equation in "
-            "the myocardium, streamlines from the epicardium to the endocardium, thickness mapped on the "
-            "epicardial surface as a colour map, with median, 95th percentile and maximum per phase."
+        describe(
+            self.parent,
+            "LV Wall Thickness",
+            (
+                "Left-ventricular wall thickness from a blood-pool and a myocardium segment: Laplace's equation in "
+                "the myocardium, streamlines from the epicardium to the endocardium, thickness mapped on the "
+                "epicardial surface as a colour map, with median, 95th percentile and maximum per phase."
+            ),
         )
-        self.parent.acknowledgementText = "Part of the SegTransfer extension."
 
 
-class SegTransferThicknessWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegTransferThickness.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SegTransferThicknessLogic()
+class SegTransferThicknessWidget(ModuleWidget):
+    def connect(self):
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
 
     def onLoadResults(self):
@@ -59,12 +42,8 @@ class SegTransferThicknessWidget(ScriptedLoadableModuleWidget, VTKObservationMix
             self.logic.loadResults(self.ui.resultsDirectoryButton.directory)
 
 
-class SegTransferThicknessLogic(ScriptedLoadableModuleLogic):
+class SegTransferThicknessLogic(SceneLogic):
     """Thickness inputs and outputs on the nodes of ``scene`` (default: the application's scene)."""
-
-    def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
 
     def labelsFromSegments(self, segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode):
         """The chosen segments as a 0/1/2 ``LabelImage`` (1 blood pool, 2 myocardium) on the grid of
@@ -100,10 +79,7 @@ class SegTransferThicknessLogic(ScriptedLoadableModuleLogic):
         return models, tables
 
 
-class SegTransferThicknessTest(ScriptedLoadableModuleTest):
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
+class SegTransferThicknessTest(ModuleTest):
     def runTest(self):
         self.setUp()
         self.test_segments_to_labels()

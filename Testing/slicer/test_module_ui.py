@@ -34,3 +34,16 @@ def test_module_is_built_by_cmake(module):
     assert "add_subdirectory(SegTransfer)" in (ROOT / "CMakeLists.txt").read_text()
     assert f"NAME {module}" in cmake
     assert (ROOT / "Resources" / "Icons" / f"{module}.png").exists()
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_classes_follow_the_naming_the_widget_relies_on(module):
+    """ModuleWidget creates the Logic named ``<module>Logic`` from the module file."""
+    import importlib
+
+    from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic
+
+    mod = importlib.import_module(module)
+    assert issubclass(getattr(mod, f"{module}Widget"), ModuleWidget)
+    assert issubclass(getattr(mod, f"{module}Logic"), SceneLogic)
+    assert issubclass(getattr(mod, f"{module}Test"), ModuleTest)

@@ -1,0 +1,71 @@
+"""Base classes shared by the five SegTransfer modules (the parts every module file would repeat)."""
+
+from __future__ import annotations
+
+import sys
+
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+ACKNOWLEDGEMENT = "Part of the SegTransfer extension."
+
+
+def describe(parent, title: str, help_text: str, dependencies: list[str] | None = None) -> None:
+    """Fill a module's metadata: title, the "SegTransfer" category, help and acknowledgement."""
+    parent.title = title
+    parent.categories = ["SegTransfer"]
+    parent.dependencies = list(dependencies or [])
+    parent.contributors = ["SegTransfer team"]
+    parent.helpText = help_text
+    parent.acknowledgementText = ACKNOWLEDGEMENT
+
+
+class SceneLogic(ScriptedLoadableModuleLogic):
+    """Logic that works on the MRML ``scene`` it is given (default: the application's scene)."""
+
+    def __init__(self, scene=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.scene = scene if scene is not None else slicer.mrmlScene
+
+
+class ModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Loads ``Resources/UI/<module>.ui`` into ``self.ui``, creates ``self.logic`` (the module file's
+    ``<module>Logic`` class), then calls :meth:`connect` for the module's own signal connections."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.ui = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = getattr(sys.modules[type(self).__module__], f"{self.moduleName}Logic")()
+        self.connect()
+
+    def connect(self):
+        """Connect the panel's signals (each module overrides this)."""
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def showTable(self, tableNode):
+        """Show a table node in the application's table view."""
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+
+
+class ModuleTest(ScriptedLoadableModuleTest):
+    """Self-test base: every test starts from an empty scene."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
