@@ -191,7 +191,7 @@ def test_export_1mm_round_trip_matches_truth(lv0, tmp_path):
 
 
 def test_oblique_anisotropic_grid_keeps_corner_direction_and_position():
-    from conftest import oblique_direction
+    from geometry_helpers import oblique_direction
 
     arr = np.zeros((12, 30, 26), np.uint8)  # [z, y, x]
     arr[4:8, 10:20, 8:14] = 1
