@@ -1,0 +1,81 @@
+"""Streamlines of the Laplace field from the epicardium to the endocardium.
+
+Fourth-order Runge-Kutta along the normalised gradient, trilinear interpolation of the gradient
+and of u (scipy.ndimage.map_coordinates), all seeds advanced together.  A streamline starts at a
+surface vertex (u = 1, on the label boundary) and ends where the interpolated u reaches 0 (the
+crossing is interpolated linearly within the last step); its length in mm is the thickness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass
+class Streamlines:
+    """Per seed: ``length_mm`` (NaN where no valid streamline was found) and, when kept, ``paths``:
+    a list of ``[z, y, x]`` continuous-index polylines (padded grid)."""
+
+    length_mm: np.ndarray
+    paths: list[np.ndarray] | None
+
+
+def _sample(field: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return ndimage.map_coordinates(field, p.T, order=1, mode="nearest")
+
+
+def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | None = None, max_length_mm: float = 80.0,
+          keep_paths: bool = False) -> Streamlines:
+    """Trace from ``seeds_zyx`` (n, 3; continuous indices of ``u``'s grid) down the gradient of ``u``.
+
+    ``step_mm``: RK4 step (default a fifth of the smallest spacing).  A seed whose streamline has not
+    reached u = 0 within ``max_length_mm``, or stalls where the gradient vanishes, is invalid.
+    """
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    step = float(step_mm or spacing.min() / 5.0)
+    grads = [np.gradient(u, spacing[a], axis=a) for a in range(3)]
+
+    def direction(p: np.ndarray) -> np.ndarray:
+        g = np.stack([_sample(gr, p) for gr in grads], axis=1)
+        norm = np.linalg.norm(g, axis=1, keepdims=True)
+        return np.where(norm > 1e-9, -g / np.maximum(norm, 1e-12), 0.0)
+
+    p = np.asarray(seeds_zyx, dtype=float).copy()
+    n = len(p)
+    length = np.zeros(n)
+    result = np.full(n, np.nan)
+    active = np.ones(n, dtype=bool)
+    u_prev = _sample(u, p)
+    result[u_prev <= 0] = 0.0
+    active &= u_prev > 0
+    paths = [[q.copy()] for q in p] if keep_paths else None
+    shape = np.array(u.shape) - 1
+    for _ in range(int(np.ceil(max_length_mm / step))):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        q = p[idx]
+        k1 = direction(q)
+        k2 = direction(q + 0.5 * step * k1 / spacing)
+        k3 = direction(q + 0.5 * step * k2 / spacing)
+        k4 = direction(q + step * k3 / spacing)
+        move = (k1 + 2 * k2 + 2 * k3 + k4) / 6.0
+        moved = np.linalg.norm(move, axis=1)
+        q_new = q + step * move / spacing
+        u_new = _sample(u, q_new)
+        stalled = (moved < 0.5) | np.any((q_new < 0) | (q_new > shape), axis=1)
+        crossed = (u_new <= 0) & ~stalled
+        frac = np.where(crossed, u_prev[idx] / np.maximum(u_prev[idx] - u_new, 1e-12), 1.0)
+        length[idx] += step * moved * frac
+        end = q + frac[:, None] * (q_new - q)
+        p[idx] = np.where(crossed[:, None], end, q_new)
+        if keep_paths:
+            for j, i in enumerate(idx):
+                paths[i].append(p[i].copy())
+        result[idx[crossed]] = length[idx[crossed]]
+        active[idx[crossed | stalled]] = False
+        u_prev[idx] = u_new
+    return Streamlines(result, [np.array(x) for x in paths] if keep_paths else None)

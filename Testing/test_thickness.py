@@ -1,0 +1,184 @@
+"""LV wall thickness against analytic shells with exact thickness, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from geometry_helpers import oblique_direction
+from segtransfer.cli import main
+from segtransfer.errors import InputError
+from segtransfer.phantoms import beating_lv, cylindrical_shell, spherical_shell
+from segtransfer.thickness import compare_statistics, compute_thickness
+from segtransfer.thickness.boundaries import classify
+from segtransfer.thickness.laplace import assemble, solve_laplace, solve_laplace_jacobi
+
+# Tolerance: a tenth of the smallest voxel spacing for the median.  The voxelised shell itself is
+# exact only to half a voxel per surface, but those errors average out over the surface: the
+# median of the exact streamline thickness of the voxelised shell lies within 0.1 voxel of the
+# analytic value for these radii (checked across spacings and orientations below).
+CASES = [
+    ("sphere", (1.0, 1.0, 1.0), None),
+    ("sphere", (0.8, 0.8, 1.6), None),
+    ("sphere", (0.9, 1.1, 1.3), oblique_direction(25.0)),
+    ("cylinder", (1.0, 1.0, 1.0), None),
+    ("cylinder", (0.9, 0.9, 1.5), oblique_direction(15.0)),
+]
+
+
+def shell(kind, spacing, direction):
+    if kind == "sphere":
+        return spherical_shell(20.0, 30.0, spacing=spacing, direction=direction)
+    return cylindrical_shell(20.0, 30.0, length=40.0, spacing=spacing, direction=direction)
+
+
+@pytest.mark.parametrize("kind,spacing,direction", CASES)
+def test_median_thickness_within_a_tenth_of_a_voxel(kind, spacing, direction):
+    labels, truth = shell(kind, spacing, direction)
+    result = compute_thickness(labels)
+    stats = result.statistics()
+    assert stats["n_invalid"] == 0
+    assert abs(stats["median_mm"] - truth.thickness) <= 0.1 * min(spacing), stats
+    # the spread comes from the voxel staircase only: 5th-95th percentile within about a voxel
+    p5, p95 = np.percentile(result.thickness_mm, [5, 95])
+    assert truth.thickness - 1.0 * max(spacing) < p5 and p95 < truth.thickness + 1.0 * max(spacing)
+    # the surface is the epicardium, in LPS mm: vertices at r_outer from the axis/centre
+    if kind == "sphere":
+        r = np.linalg.norm(result.points_lps - np.array(truth.center), axis=1)
+    else:
+        axis = np.array(truth.axis)
+        rel = result.points_lps - np.array(truth.center)
+        r = np.linalg.norm(rel - np.outer(rel @ axis, axis), axis=1)
+    assert abs(np.median(r) - truth.r_outer) < 0.5 * max(spacing)
+
+
+def test_wrong_spacing_handling_would_fail():
+    """The same voxels read with the spacing ignored (1 mm) give thicknesses far off the truth."""
+    labels, truth = spherical_shell(20.0, 30.0, spacing=(0.8, 0.8, 1.6))
+    right = compute_thickness(labels).thickness_mm
+    wrong = sitk.Image(labels.image)
+    wrong.SetSpacing((1.0, 1.0, 1.0))
+    wrong_mm = compute_thickness(wrong).thickness_mm
+    assert np.mean(np.abs(right - truth.thickness) < 0.8) > 0.95
+    assert np.mean(np.abs(wrong_mm - truth.thickness) < 0.8) < 0.5
+
+
+def test_eulerian_agrees_with_streamlines():
+    labels, truth = spherical_shell(20.0, 30.0, spacing=(1.0, 1.0, 1.0))
+    s = compute_thickness(labels, method="streamline")
+    e = compute_thickness(labels, method="eulerian")
+    assert abs(e.statistics()["median_mm"] - truth.thickness) < 0.15
+    assert np.nanmedian(np.abs(e.thickness_mm - s.thickness_mm)) < 0.2
+
+
+def _cylinder_side_errors(treat_cut_as_epicardium: bool):
+    """Thickness error on the outer side of a cylinder within 1 mm of its flat ends, and the number of
+    surface vertices on the end faces."""
+    from segtransfer.thickness.streamlines import trace
+    from segtransfer.thickness.surface import epicardial_surface
+
+    labels, truth = cylindrical_shell(20.0, 30.0, length=40.0)
+    arr = labels.array()
+    b = classify(arr, (1.0, 1.0, 1.0))
+    assert b.cut.sum() > 0
+    if treat_cut_as_epicardium:
+        b.epi |= b.cut
+        b.cut[:] = False
+    lengths = trace(solve_laplace(b).u, b.spacing_zyx, epicardial_surface(b).vertices_zyx).length_mm
+    v = epicardial_surface(b).vertices_zyx - 1
+    along = np.abs(v[:, 0] - (arr.shape[0] - 1) / 2)
+    radial = np.linalg.norm(v[:, 1:] - (np.array(arr.shape[1:]) - 1) / 2, axis=1)
+    side_near_end = (radial > truth.r_outer - 1) & (along >= truth.length / 2 - 1) & (along <= truth.length / 2 + 0.5)
+    end_face = (radial < truth.r_outer - 2.5) & (along > truth.length / 2)
+    return np.mean(np.abs(lengths[side_near_end] - truth.thickness)), int(end_face.sum())
+
+
+def test_no_flux_at_the_cut_keeps_streamlines_right_up_to_it():
+    """Next to the flat ends of a cylinder (like the LV basal cut) the thickness stays the wall
+    thickness with the no-flux rule; treating the cut as epicardium bends the field there (errors of
+    over a millimetre) and adds end-face vertices that are not epicardium."""
+    labels, truth = cylindrical_shell(20.0, 30.0, length=40.0)
+    result = compute_thickness(labels)
+    along = np.abs(result.points_lps @ np.array(truth.axis))
+    assert along.max() <= truth.length / 2 + 0.5 + 1e-6  # no vertex on the end faces
+    error_noflux, end_vertices_noflux = _cylinder_side_errors(False)
+    error_dirichlet, end_vertices_dirichlet = _cylinder_side_errors(True)
+    assert error_noflux < 0.3 and end_vertices_noflux == 0
+    assert error_dirichlet > 0.8 and end_vertices_dirichlet > 1000
+
+
+def test_laplace_solution_satisfies_the_discrete_equation_and_matches_jacobi():
+    labels, _ = spherical_shell(6.0, 10.0, spacing=(1.0, 1.0, 1.0))
+    b = classify(labels.array(), (1.0, 1.0, 1.0))
+    system = assemble(b)
+    fast = solve_laplace(b, rtol=1e-10)
+    u = fast.u.ravel()[system.index]
+    assert np.linalg.norm(system.matrix @ u - system.rhs) / np.linalg.norm(system.rhs) < 1e-9
+    assert 0.0 < u.min() and u.max() < 1.0  # maximum principle
+    slow = solve_laplace_jacobi(b, rtol=1e-10)
+    assert slow.iterations > 5 * fast.iterations
+    np.testing.assert_allclose(slow.u.ravel()[system.index], u, atol=1e-7)
+
+
+def test_lv_phantom_thickness_close_to_nominal_and_thicker_at_es():
+    lv = beating_lv(seed=0, spacing=(1.5, 1.5, 2.0))
+    ed, es = lv.truth.ed_index, lv.truth.es_index
+    med = {p: compute_thickness(lv.clean_labels[p]).statistics()["median_mm"] for p in (ed, es)}
+    # nominal wall thickness of the phantom's ellipsoidal shells; the streamline path is a little
+    # shorter than the semi-axis difference where the shells are not concentric spheres
+    for p in (ed, es):
+        assert abs(med[p] - lv.truth.wall_thickness_mm[p]) < 0.75, (p, med[p], lv.truth.wall_thickness_mm[p])
+    assert med[es] - med[ed] > 2.5
+
+
+def test_bad_inputs_are_refused():
+    labels, _ = spherical_shell(6.0, 10.0)
+    arr = labels.array()
+    no_pool = sitk.GetImageFromArray(np.where(arr == 1, 2, arr).astype(np.uint8))
+    with pytest.raises(InputError, match="no blood pool"):
+        compute_thickness(no_pool, where="x.nii.gz")
+    with pytest.raises(InputError, match="no myocardium"):
+        compute_thickness(sitk.GetImageFromArray((arr == 1).astype(np.uint8)))
+    with pytest.raises(InputError, match="unknown thickness method"):
+        compute_thickness(labels, method="jacobi")
+
+
+def test_cli_compute_series_and_compare(tmp_path, capsys):
+    assert main(["phantom", "lv", "--out", str(tmp_path / "study"), "--spacing", "3", "--phases", "6"]) == 0
+    out = tmp_path / "thick"
+    assert main(["thickness", "compute", str(tmp_path / "study"), "--out", str(out), "--streamlines"]) == 0
+    rows = list(csv.DictReader(open(out / "statistics.csv")))
+    assert len(rows) == 6 and sorted(r["role"] for r in rows if r["role"]) == ["ED", "ES"]
+    ed_file = next(out.glob("*_ED_epicardium.vtk"))
+    assert ed_file.read_bytes().splitlines()[1].endswith(b"SPACE=LPS")
+    assert any(out.glob("*_streamlines.vtk"))
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["method"] == "streamline"
+    # a single label file; then a bad one leaves no output
+    assert main(["phantom", "shell", "--out", str(tmp_path / "shell"), "--r-inner", "8", "--r-outer", "12"]) == 0
+    shell_file = next((tmp_path / "shell").glob("*.nii.gz"))
+    assert main(["thickness", "compute", str(shell_file), "--out", str(tmp_path / "t2"), "--method", "eulerian"]) == 0
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"garbage")
+    assert main(["thickness", "compute", str(bad), "--out", str(tmp_path / "t3")]) == 2
+    assert not (tmp_path / "t3").exists()
+    assert "bad.nii.gz" in capsys.readouterr().err
+
+
+def test_compare_gives_pearson_per_phase_and_metric():
+    truth, pred = [], []
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        for role, base in (("ED", 9.0), ("ES", 12.0)):
+            t = {"study": f"s{i}", "role": role, "median_mm": base + i * 0.3, "p95_mm": base + 1 + i * 0.4, "max_mm": base + 3 + i * 0.2}
+            truth.append(t)
+            pred.append({k: (v + rng.normal(0, 0.05) if isinstance(v, float) else v) for k, v in t.items()})
+    rows = compare_statistics(pred, truth)
+    assert len(rows) == 6 and all(r["n"] == 8 for r in rows)
+    assert all(r["pearson_r"] > 0.95 for r in rows)
+    shuffled = [dict(r, study=f"s{(int(r['study'][1:]) * 3) % 8}") for r in pred]
+    assert min(r["pearson_r"] for r in compare_statistics(shuffled, truth)) < 0.9
