@@ -182,3 +182,28 @@ def test_compare_gives_pearson_per_phase_and_metric():
     assert all(r["pearson_r"] > 0.95 for r in rows)
     shuffled = [dict(r, study=f"s{(int(r['study'][1:]) * 3) % 8}") for r in pred]
     assert min(r["pearson_r"] for r in compare_statistics(shuffled, truth)) < 0.9
+
+
+def test_batch_script_keeps_going_past_a_broken_study(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from segtransfer.io import write_labels
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, (ri, ro) in {"a": (6.0, 9.0), "b": (7.0, 11.0)}.items():
+        labels, _ = spherical_shell(ri, ro)
+        write_labels(labels, src / f"{name}.nii.gz")
+    (src / "broken.nii.gz").write_bytes(b"not an image")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "batch_thickness.py"
+    run = subprocess.run([sys.executable, str(script), "--", str(src), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out" / "thickness_summary.csv")))
+    by_study = {r["study"]: r for r in rows}
+    assert by_study["broken"]["status"].startswith("error") and "broken.nii.gz" in by_study["broken"]["status"]
+    assert abs(float(by_study["a"]["median_mm"]) - 3.0) < 0.3 and abs(float(by_study["b"]["median_mm"]) - 4.0) < 0.3
+    again = subprocess.run([sys.executable, str(script), str(src), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1
+    assert "skipped (done)" in (tmp_path / "out" / "thickness_summary.csv").read_text()
