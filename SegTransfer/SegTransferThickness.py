@@ -2,18 +2,20 @@
 epicardial surface.
 
 This module exports the chosen blood-pool and myocardium segments as the core's 0/1/2 label map,
-and shows the core's outputs: the epicardial surface as a model coloured by ``thickness_mm`` and the
-per-phase statistics as a table.
+runs ``segtransfer thickness compute`` in a background process (progress, cancel), and shows the
+outputs: the epicardial surface as a model coloured by ``thickness_mm`` and the statistics as a table.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.process import CLIProcess
 from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 THICKNESS_ARRAY = "thickness_mm"
@@ -35,7 +37,34 @@ class SegTransferThickness(ScriptedLoadableModule):
 
 class SegTransferThicknessWidget(ModuleWidget):
     def connect(self):
+        from SegTransferLib.widgets import ProcessMonitor
+
+        self.monitor = ProcessMonitor(self.ui.progressBar, self.ui.logText, self.ui.applyButton, self.ui.cancelButton)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
+
+    def onSegmentationChanged(self, node):
+        for box, guess in ((self.ui.poolSegmentComboBox, "pool"), (self.ui.wallSegmentComboBox, "myocardium")):
+            box.clear()
+            for sid, name in self.logic.segments(node):
+                box.addItem(name, sid)
+            matches = [i for i in range(box.count) if guess in box.itemText(i).lower()]
+            if matches:
+                box.currentIndex = matches[0]
+
+    def onApply(self):
+        with slicer.util.tryWithErrorDisplay("Thickness could not start.", waitCursor=True):
+            out = self.ui.resultsDirectoryButton.directory
+            process = self.logic.start(
+                self.ui.segmentationSelector.currentNode(),
+                self.ui.poolSegmentComboBox.currentData,
+                self.ui.wallSegmentComboBox.currentData,
+                self.ui.referenceSelector.currentNode(),
+                out,
+                method="eulerian" if self.ui.eulerianCheckBox.checked else "streamline",
+            )
+            self.monitor.start(process, lambda _process: self.logic.loadResults(out))
 
     def onLoadResults(self):
         with slicer.util.tryWithErrorDisplay("Loading thickness results failed.", waitCursor=True):
@@ -66,6 +95,28 @@ class SegTransferThicknessLogic(SceneLogic):
         from segtransfer.io import write_labels
 
         return write_labels(self.labelsFromSegments(segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode), path)
+
+    @staticmethod
+    def segments(segmentationNode):
+        """``[(segment ID, name)]`` of a segmentation node (empty for ``None``)."""
+        if segmentationNode is None:
+            return []
+        segmentation = segmentationNode.GetSegmentation()
+        return [(segmentation.GetNthSegmentID(i), segmentation.GetNthSegment(i).GetName()) for i in range(segmentation.GetNumberOfSegments())]
+
+    def start(self, segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode, outputFolder,
+              method="streamline", streamlines=False):
+        """Write the 0/1/2 label map to a temporary folder and start ``segtransfer thickness compute`` on it in
+        a background process writing into ``outputFolder``; returns the running :class:`CLIProcess`."""
+        if not outputFolder:
+            raise ValueError("Choose an output folder.")
+        work = Path(tempfile.mkdtemp(prefix="segtransfer-thickness-"))
+        labels = self.writeLabels(segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode, work / "labels.nii.gz")
+        args = ["thickness", "compute", str(labels), "--out", str(outputFolder), "--method", method,
+                "--study-id", segmentationNode.GetName()]
+        if streamlines:
+            args.append("--streamlines")
+        return CLIProcess(args)
 
     def loadResults(self, folder):
         """Load a thickness output folder: every ``*.vtk`` surface as a model coloured by ``thickness_mm``

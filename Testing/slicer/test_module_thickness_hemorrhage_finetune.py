@@ -112,3 +112,31 @@ def test_module_self_tests_run_on_scene(scene, monkeypatch, module):
 
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     getattr(module, f"{module.__name__}Test")().runTest()
+
+
+def test_thickness_runs_in_background_and_loads_coloured_model(scene, tmp_path):
+    """Segmentation node -> background `segtransfer thickness compute` -> model node with thickness_mm,
+    placed in RAS exactly where the core's LPS surface is."""
+    from segtransfer.phantoms import spherical_shell
+
+    shell, truth = spherical_shell(8.0, 12.0, spacing=(1.0, 1.0, 1.2), direction=OBLIQUE)
+    shell.image.SetOrigin((10.0, -20.0, 30.0))
+    seg = nodes.segmentation_node_from_label_image(scene, shell, "lv")
+    ref = nodes.volume_node_from_image(scene, shell.image, "ct")
+    logic = SegTransferThicknessLogic(scene)
+    ids = dict((name, sid) for sid, name in logic.segments(seg))
+    process = logic.start(seg, ids["LV blood pool"], ids["LV myocardium"], ref, str(tmp_path / "out"))
+    result = process.wait(timeout=300)
+    assert result.returncode == 0, process.log
+    assert result.progress == 1.0
+    models, tables = logic.loadResults(tmp_path / "out")
+    import slicer
+
+    thickness = slicer.util.arrayFromModelPointData(models[0], "thickness_mm")
+    assert abs(np.nanmedian(thickness) - truth.thickness) < 0.15
+    ras = slicer.util.arrayFromModelPoints(models[0])
+    lps = ras * np.array([-1.0, -1.0, 1.0])
+    centre = np.array(shell.image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in shell.image.GetSize()]))
+    assert abs(np.median(np.linalg.norm(lps - centre, axis=1)) - truth.r_outer) < 0.6
+    rows = nodes.rows_from_table_node(tables[0])
+    assert rows[0]["study"] == "lv" and abs(rows[0]["median_mm"] - truth.thickness) < 0.15
