@@ -26,6 +26,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert abs(sparse["ejection_fraction"] - truth["ejection_fraction"]) < 0.01
     pair = read_sparse4d(out / "cardiac" / "sparse4d")
     assert pair.labelled_phases() == [truth["ed_index"], truth["es_index"]]
+    # wall thickness at ED and ES close to the phantom's nominal thickness, thicker at ES
+    thick = steps["wall thickness"]
+    for role in ("ED", "ES"):
+        assert abs(thick[role]["median_mm"] - thick[role]["nominal_mm"]) < 0.75
+    assert thick["ES"]["median_mm"] > thick["ED"]["median_mm"] + 2.0
+    assert (out / "cardiac" / "thickness" / "statistics.csv").exists()
     printed = capsys.readouterr().out
     assert "Demo outputs:" in printed
     # a second run refuses to overwrite without --force, then replaces with it

@@ -94,10 +94,26 @@ def step_sparse4d(ctx: DemoContext) -> dict:
     }
 
 
+def step_thickness(ctx: DemoContext) -> dict:
+    """Wall thickness at ED and ES on the cleaned labels: surfaces coloured by thickness and statistics."""
+    from .thickness import compute_thickness, write_study
+
+    results = []
+    for role, phase in (("ED", ctx.lv.truth.ed_index), ("ES", ctx.lv.truth.es_index)):
+        results.append((phase, role, compute_thickness(ctx.cleaned[phase], where=f"phase {phase}")))
+    rows = write_study(ctx.out / "cardiac" / "thickness", "demo_lv", results)
+    return {
+        "folder": "cardiac/thickness",
+        **{r["role"]: {"median_mm": r["median_mm"], "p95_mm": r["p95_mm"], "max_mm": r["max_mm"],
+                       "nominal_mm": ctx.lv.truth.wall_thickness_mm[r["phase"]]} for r in rows},
+    }
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("cardiac phantom", step_cardiac_phantom),
     ("annotation cleanup", step_cleanup),
     ("sparse 4D pair", step_sparse4d),
+    ("wall thickness", step_thickness),
 ]
 
 
@@ -146,4 +162,9 @@ def summary_lines(summary: dict) -> list[str]:
         r = s["sparse 4D pair"]
         lines.append(f"sparse 4D: labelled phases {r['labelled_phases']}, ED={r['ed_index']} ES={r['es_index']}, "
                      f"EF {r['ejection_fraction']:.3f} (truth {r['truth_ejection_fraction']:.3f})")
+    if "wall thickness" in s:
+        r = s["wall thickness"]
+        for role in ("ED", "ES"):
+            lines.append(f"wall thickness {role}: median {r[role]['median_mm']:.2f} mm (phantom nominal {r[role]['nominal_mm']:.2f} mm), "
+                         f"p95 {r[role]['p95_mm']:.2f} mm, max {r[role]['max_mm']:.2f} mm")
     return lines
