@@ -15,6 +15,7 @@ import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
 from SegTransferLib import nodes
+from SegTransferLib.process import CLIProcess
 from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
 
 SEGMENTATION_FILE = "hemorrhage.seg.nrrd"
@@ -37,7 +38,23 @@ class SegTransferHemorrhage(ScriptedLoadableModule):
 
 class SegTransferHemorrhageWidget(ModuleWidget):
     def connect(self):
+        from SegTransferLib.widgets import ProcessMonitor
+
+        self.monitor = ProcessMonitor(self.ui.progressBar, self.ui.logText, self.ui.applyButton, self.ui.cancelButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
+
+    def onApply(self):
+        with slicer.util.tryWithErrorDisplay("Hemorrhage segmentation could not start.", waitCursor=True):
+            volume = self.ui.inputSelector.currentNode()
+            out = self.ui.resultsDirectoryButton.directory
+            process = self.logic.start(volume, out, self.ui.modelPathLineEdit.currentPath or None)
+
+            def loaded(_process):
+                _seg, summary = self.logic.loadResults(out, volume)
+                self.ui.resultLabel.text = self.logic.summaryText(summary)
+
+            self.monitor.start(process, loaded)
 
     def onLoadResults(self):
         with slicer.util.tryWithErrorDisplay("Loading hemorrhage results failed.", waitCursor=True):
@@ -57,6 +74,16 @@ class SegTransferHemorrhageLogic(SceneLogic):
             raise ValueError("Select a head CT volume.")
         folder = Path(folder or tempfile.mkdtemp(prefix="segtransfer-hemorrhage-"))
         return write_image(nodes.image_from_volume_node(volumeNode), folder / "ct.nii.gz")
+
+    def start(self, volumeNode, outputFolder, modelPath=None):
+        """Write the CT to a temporary folder and start ``segtransfer hemorrhage segment`` on it in a background
+        process writing into ``outputFolder`` (the shipped demonstration model unless ``modelPath``)."""
+        if not outputFolder:
+            raise ValueError("Choose an output folder.")
+        args = ["hemorrhage", "segment", str(self.writeInput(volumeNode)), "--out", str(outputFolder)]
+        if modelPath:
+            args += ["--model", str(modelPath)]
+        return CLIProcess(args)
 
     def loadResults(self, folder, referenceVolumeNode=None):
         """Load ``hemorrhage.seg.nrrd`` as a segmentation node (on the CT's grid) and ``summary.json``.

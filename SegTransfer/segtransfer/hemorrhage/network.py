@@ -1,0 +1,22 @@
+"""The hemorrhage model: a small MONAI 2D U-Net over axial slices, sigmoid output, and its package description."""
+
+from __future__ import annotations
+
+from ..labels import HEMORRHAGE_SEGMENTS
+
+ARCHITECTURE = "monai.networks.nets.UNet"
+#: Small enough for a 512x512x40 CT in seconds on two CPU cores.
+ARGUMENTS = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2],
+             "num_res_units": 1, "norm": "batch"}
+#: Brain window: 0..100 HU to 0..1.
+INTENSITY = {"kind": "window", "min_hu": 0.0, "max_hu": 100.0}
+INFERENCE_PATCH = [256, 256]
+
+
+def description(name: str = "ct-hemorrhage-2d-unet") -> dict:
+    """Validated package description of the hemorrhage model (2D axial slices, LPS-identity orientation)."""
+    from ..models import make_description
+
+    return make_description(ARCHITECTURE, ARGUMENTS, name=name, spacing_mm=[None, None, None], intensity=INTENSITY,
+                            labels=list(HEMORRHAGE_SEGMENTS), activation="sigmoid", threshold=0.5, patch_size=INFERENCE_PATCH,
+                            task="ct-hemorrhage-segmentation", orientation="LPS")

@@ -1,0 +1,105 @@
+"""Head-CT preprocessing: Hounsfield-unit check, reorientation, skull stripping, windowing.
+
+Orientation: the source study's "RAI" is ITK's orientation code for axes running from Right to
+Left, Anterior to Posterior and Inferior to Superior, i.e. the identity direction in LPS (what
+``sitk.DICOMOrient(image, "LPS")`` produces).  Axial slices are then the k-slices, array ``[k]``.
+Reorientation only permutes and flips axes (no resampling), so it is undone exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import InputError
+from ..io import check_finite
+
+STUDY_ORIENTATION = "LPS"  # DICOM naming; ITK's legacy name for the same axes is "RAI"
+BONE_HU = 300.0
+BRAIN_HU = (-15.0, BONE_HU)  # blood next to bone is brightened by partial volume
+
+
+@dataclass
+class Preprocessed:
+    """A head CT ready for the model: ``image`` reoriented (identity direction, float32 HU),
+    ``brain`` its skull-stripped brain mask (uint8), and the orientation code of the input to map back."""
+
+    image: sitk.Image
+    brain: sitk.Image
+    original_orientation: str
+
+
+def check_ct(image: sitk.Image, where: str | os.PathLike) -> None:
+    """Refuse what is not a 3D CT in Hounsfield units: NaN, 2D, an MR or a rescaled (0..1, 0..255) image."""
+    if image.GetDimension() != 3:
+        raise InputError(where, f"expected a 3D head CT, got a {image.GetDimension()}D image")
+    check_finite(image, where)
+    arr = sitk.GetArrayViewFromImage(image)
+    lo, hi = float(arr.min()), float(arr.max())
+    air = float(np.mean(arr < -500))
+    if lo > -500 or hi < BONE_HU or air < 0.02:
+        raise InputError(where, f"intensities {lo:.0f}..{hi:.0f} with {100 * air:.1f}% below -500 do not look like CT in "
+                         "Hounsfield units (air about -1000, bone above 300); an MR or a rescaled image is not supported")
+
+
+def _radius_voxels(image: sitk.Image, mm: float) -> list[int]:
+    return [max(1, int(round(mm / sp))) for sp in image.GetSpacing()]
+
+
+def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm: float = 4.0) -> sitk.Image:
+    """Brain mask (uint8) of a head CT.
+
+    Soft tissue (-15..300 HU: brain, CSF and blood, also where partial volume with the skull
+    brightens it; bone is above 300 HU) is eroded by ``erode_mm`` to cut its thin connections to scalp,
+    orbits and neck through foramina; the largest connected piece is grown back inside the tissue by
+    the same amount (opening by reconstruction) and its holes are filled.  All in 3D with SimpleITK,
+    so open skull rings in single slices do not matter.  Raises ``InputError`` when no brain is found.
+    """
+    tissue = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
+    core = sitk.BinaryErode(tissue, _radius_voxels(image, erode_mm), sitk.sitkBall)
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(core), sortByObjectSize=True)
+    largest = components == 1
+    if not np.any(sitk.GetArrayViewFromImage(largest)):
+        raise InputError(where, "no brain found inside the skull (is this a head CT?)")
+    grown = sitk.And(sitk.BinaryDilate(largest, _radius_voxels(image, erode_mm + 1.0), sitk.sitkBall), tissue)
+    grown = sitk.RelabelComponent(sitk.ConnectedComponent(grown), sortByObjectSize=True) == 1
+    filled = sitk.BinaryFillhole(grown)
+    arr = sitk.GetArrayFromImage(filled).astype(bool)
+    for k in range(arr.shape[0]):  # enclosed CSF/blood pockets slice by slice as well
+        arr[k] = ndimage.binary_fill_holes(arr[k])
+    arr &= sitk.GetArrayViewFromImage(image) <= BONE_HU  # calcifications filled in above are not brain
+    volume_ml = arr.sum() * float(np.prod(image.GetSpacing())) / 1000.0
+    if volume_ml < 50.0:
+        raise InputError(where, f"brain mask of {volume_ml:.1f} mL is too small (is this a head CT?)")
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(image)
+    return out
+
+
+def preprocess(image: sitk.Image, where: str | os.PathLike = "image") -> Preprocessed:
+    """Check, reorient to the study orientation and skull-strip a head CT."""
+    check_ct(image, where)
+    original = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    oriented = sitk.Cast(sitk.DICOMOrient(image, STUDY_ORIENTATION), sitk.sitkFloat32)
+    return Preprocessed(oriented, skull_strip(oriented, where), original)
+
+
+def restore_orientation(mask: sitk.Image, original_orientation: str, reference: sitk.Image) -> sitk.Image:
+    """Map a mask on the study grid back onto the input's grid (axis permutation and flips only)."""
+    back = sitk.DICOMOrient(mask, original_orientation)
+    back.CopyInformation(reference)  # identical up to rounding of the direction cosines
+    return back
+
+
+def model_input(arr: np.ndarray, brain: np.ndarray, intensity: dict) -> np.ndarray:
+    """Model input ``[k, y, x]`` float32: HU normalised as the package's ``intensity`` says (MONAI transform),
+    zero outside the brain (skull-stripped)."""
+    from ..models import intensity_transform
+
+    out = np.asarray(intensity_transform(intensity)(arr[None].astype(np.float32)))[0].astype(np.float32)
+    out[~brain] = 0.0
+    return out

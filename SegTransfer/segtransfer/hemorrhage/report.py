@@ -1,0 +1,78 @@
+"""Hemorrhage outputs: segmentation (.seg.nrrd and NIfTI), overlay montage PNG, JSON and CSV summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..io import LabelImage, atomic_dir, write_labels, write_text
+from ..labels import HEMORRHAGE_SEGMENTS
+from .infer import HemorrhageResult
+
+MONTAGE_TILES = 12
+
+
+def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike, tiles: int = MONTAGE_TILES) -> Path:
+    """PNG montage of axial slices (brain window 0..80 HU) with the hemorrhage in red: the slices with
+    the most hemorrhage, or evenly spaced slices when there is none.  Uses Pillow."""
+    from PIL import Image
+
+    img = sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS")).astype(np.float32)
+    msk = sitk.GetArrayFromImage(sitk.DICOMOrient(mask, "LPS")) > 0
+    per_slice = msk.sum(axis=(1, 2))
+    if per_slice.any():
+        chosen = np.sort(np.argsort(-per_slice)[: min(tiles, int((per_slice > 0).sum()))])
+    else:
+        chosen = np.linspace(0, img.shape[0] - 1, min(tiles, img.shape[0])).round().astype(int)
+    gray = (np.clip(img / 80.0, 0, 1) * 255).astype(np.uint8)
+    frames = []
+    for k in chosen:
+        rgb = np.stack([gray[k]] * 3, axis=-1)
+        rgb[msk[k]] = (0.4 * rgb[msk[k]] + 0.6 * np.array([230, 30, 30])).astype(np.uint8)
+        frames.append(rgb[::-1])  # anterior up, as radiologists read axial slices
+    cols = min(4, len(frames))
+    rows = (len(frames) + cols - 1) // cols
+    h, w = frames[0].shape[:2]
+    sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for n, frame in enumerate(frames):
+        r, c = divmod(n, cols)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
+    spacing = image.GetSpacing()
+    pil = Image.fromarray(sheet)
+    if abs(spacing[0] - spacing[1]) > 1e-6:  # square pixels in the picture
+        pil = pil.resize((int(pil.width * spacing[0] / spacing[1]), pil.height))
+    with open(path, "wb") as f:
+        pil.save(f, format="PNG")
+    return Path(path)
+
+
+def summary_csv(name: str, summary: dict) -> str:
+    """One row per lesion (or one row with no lesion) with the scan's volume and detection."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["scan", "detected", "volume_ml", "lesion", "lesion_volume_ml", "centroid_l_mm", "centroid_p_mm", "centroid_s_mm"])
+    lesions = summary["lesions"] or [None]
+    for n, les in enumerate(lesions, start=1):
+        row = [name, summary["detected"], f"{summary['volume_ml']:.3f}"]
+        row += [n, f"{les['volume_ml']:.3f}", *(f"{c:.1f}" for c in les["centroid_lps"])] if les else ["", "", "", "", ""]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def write_outputs(folder: str | os.PathLike, name: str, image: sitk.Image, result: HemorrhageResult, model_info: dict) -> Path:
+    """Write every output into ``folder`` atomically (all files or none)."""
+    summary = {"scan": name, **result.summary(), "model": model_info}
+    with atomic_dir(folder) as tmp:
+        labels = LabelImage(result.mask, list(HEMORRHAGE_SEGMENTS))
+        write_labels(labels, tmp / "hemorrhage.seg.nrrd")
+        write_labels(labels, tmp / "hemorrhage.nii.gz")
+        overlay_montage(image, result.mask, tmp / "overlay.png")
+        write_text(tmp / "summary.json", json.dumps(summary, indent=2))
+        write_text(tmp / "summary.csv", summary_csv(name, summary))
+    return Path(folder)
