@@ -4,4 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test,slicer
+# A real head CT for the hemorrhage tests (Debian's invesalius-examples); skipped where it cannot be installed.
+cranium=/usr/share/doc/invesalius-examples/examples/Cranium.inv3
+if [ ! -f "$cranium" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq invesalius-examples) >/dev/null 2>&1 \
+    || echo "note: invesalius-examples not installed; the real head CT test will be skipped" >&2
+fi
 exec .venv/bin/python -m pytest Testing "$@"
