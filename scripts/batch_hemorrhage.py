@@ -27,10 +27,10 @@ def _core():
         import segtransfer  # noqa: F401
     except ImportError:  # inside Slicer or from a checkout
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "SegTransfer"))
-    from segtransfer.cli import main as cli_main
+    from segtransfer.cli import run_captured
     from segtransfer.io import write_text
 
-    return cli_main, write_text
+    return run_captured, write_text
 
 
 def scans(folder: Path) -> list[tuple[str, Path]]:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model package (default: the shipped demonstration model)")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    cli_main, write_text = _core()
+    run_captured, write_text = _core()
     if not args.input_dir.is_dir():
         print(f"batch_hemorrhage: error: {args.input_dir}: not a folder", file=sys.stderr)
         return 2
@@ -65,14 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         if (out / "summary.json").exists() and not args.force:
             status = "skipped (done)"
         else:
-            err = io.StringIO()
-            stderr, sys.stderr = sys.stderr, err
-            try:
-                cmd = ["hemorrhage", "segment", str(path), "--out", str(out)] + (["--model", str(args.model)] if args.model else [])
-                code = cli_main(cmd)
-            finally:
-                sys.stderr = stderr
-            status = "ok" if code == 0 else "error: " + (err.getvalue().strip().splitlines() or ["unknown error"])[-1]
+            cmd = ["hemorrhage", "segment", str(path), "--out", str(out)] + (["--model", str(args.model)] if args.model else [])
+            code, error = run_captured(cmd)
+            status = "ok" if code == 0 else f"error: {error}"
         if status.startswith("error"):
             failed += 1
             rows.append({"scan": name, "status": status})

@@ -29,10 +29,10 @@ def _core():
         import segtransfer  # noqa: F401
     except ImportError:  # inside Slicer or from a checkout: use this repository's core
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "SegTransfer"))
-    from segtransfer.cli import main as cli_main
+    from segtransfer.cli import run_captured
     from segtransfer.io import write_text
 
-    return cli_main, write_text
+    return run_captured, write_text
 
 
 def studies(folder: Path) -> list[tuple[str, Path]]:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=("streamline", "eulerian"), default="streamline")
     parser.add_argument("--force", action="store_true", help="recompute studies that already have outputs")
     args = parser.parse_args(argv)
-    cli_main, write_text = _core()
+    run_captured, write_text = _core()
     if not args.input_dir.is_dir():
         print(f"batch_thickness: error: {args.input_dir}: not a folder", file=sys.stderr)
         return 2
@@ -68,13 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         if (out / "statistics.csv").exists() and not args.force:
             status = "skipped (done)"
         else:
-            err = io.StringIO()
-            stderr, sys.stderr = sys.stderr, err
-            try:
-                code = cli_main(["thickness", "compute", str(path), "--out", str(out), "--method", args.method, "--study-id", name])
-            finally:
-                sys.stderr = stderr
-            status = "ok" if code == 0 else "error: " + err.getvalue().strip().splitlines()[-1]
+            code, error = run_captured(["thickness", "compute", str(path), "--out", str(out), "--method", args.method, "--study-id", name])
+            status = "ok" if code == 0 else f"error: {error}"
         if status.startswith("error"):
             failed += 1
             rows.append({"study": name, "status": status})

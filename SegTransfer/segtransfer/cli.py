@@ -49,5 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run_captured(argv: list[str]) -> tuple[int, str]:
+    """Run one command in-process for batch scripts: ``(exit code, its one-line error or "")``.
+    Progress and results still print; the error line is captured instead of printed."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    lines = err.getvalue().strip().splitlines()
+    return code, (lines[-1] if code != 0 and lines else "")
+
+
 if __name__ == "__main__":
     sys.exit(main())
