@@ -8,8 +8,8 @@ ARCHITECTURE = "monai.networks.nets.UNet"
 #: Small enough for a 512x512x40 CT in seconds on two CPU cores.
 ARGUMENTS = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [16, 32, 64, 128], "strides": [2, 2, 2],
              "num_res_units": 1, "norm": "batch"}
-#: Brain window: 0..100 HU to 0..1.
-INTENSITY = {"kind": "window", "min_hu": 0.0, "max_hu": 100.0}
+#: -20..180 HU to 0..1: keeps blood (50-90 HU) apart from brain (30 HU) and from the bone rim (above 200 HU).
+INTENSITY = {"kind": "window", "min_hu": -20.0, "max_hu": 180.0}
 INFERENCE_PATCH = [256, 256]
 
 

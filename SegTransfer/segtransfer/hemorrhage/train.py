@@ -1,7 +1,7 @@
 """Single-site training of the hemorrhage model on 2D axial patches.
 
 Per volume, positive patches (centred on hemorrhage voxels) and negative patches (centred on brain
-voxels without hemorrhage) are drawn; patches are cut from the preprocessed volumes on the fly (only
+voxels without hemorrhage, half of them within 3 mm of the skull) are drawn; patches are cut from the preprocessed volumes on the fly (only
 their centres are stored).  Continuous Dice loss (MONAI ``DiceLoss`` with sigmoid), Adam.  The
 source study's convergence rule: stop when the best validation loss has improved by less than
 ``min_delta`` (1e-4) over the last ``patience`` (10) epochs, or at ``max_epochs``.
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from ..errors import InputError
 from ..io import atomic_path, check_same_grid, read_image, read_labels, write_text
@@ -57,9 +58,14 @@ def prepare(image: sitk.Image, mask: sitk.Image, name: str, n_pos: int, n_neg: i
     target = sitk.GetArrayFromImage(oriented_mask) > 0
     brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
     x = model_input(sitk.GetArrayFromImage(pre.image), brain, model_description()["input"]["intensity"])
-    pos, neg = np.argwhere(target & brain), np.argwhere(brain & ~target)
+    # half of the negatives next to the skull (within 3 mm of the brain border), where partial volume of
+    # bone with brain or CSF looks like blood
+    inner = ndimage.binary_erosion(brain, iterations=max(1, int(round(3.0 / min(pre.image.GetSpacing())))))
+    pos = np.argwhere(target & brain)
+    neg_border, neg_inner = np.argwhere(brain & ~inner & ~target), np.argwhere(inner & ~target)
     pick = lambda idx, n: idx[rng.choice(len(idx), size=min(n, len(idx)), replace=False)] if len(idx) else idx.reshape(0, 3)
-    return Volume(name, x, target.astype(np.float32), pick(pos, n_pos), pick(neg, n_neg))
+    negatives = np.concatenate([pick(neg_border, n_neg // 2), pick(neg_inner, n_neg - n_neg // 2)])
+    return Volume(name, x, target.astype(np.float32), pick(pos, n_pos), negatives)
 
 
 def _patch(vol: Volume, centre: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +216,7 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
     if initial_weights is not None:
         network.load_state_dict(initial_weights)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    loss_fn = DiceLoss(sigmoid=True)
+    loss_fn = DiceLoss(sigmoid=True, batch=True)  # Dice over the whole batch: negative patches have empty targets
     ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(str(out) + ".checkpoints")
     ckpt.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "history": [], "best_val_loss": None}
