@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import SimpleITK as sitk
 
 from .io import Series4D, atomic_dir, write_labels, write_series4d, write_text
 from .labels import BLOOD_POOL, CARDIAC_SEGMENTS
@@ -109,11 +110,34 @@ def step_thickness(ctx: DemoContext) -> dict:
     }
 
 
+def step_hemorrhage(ctx: DemoContext) -> dict:
+    """Hemorrhage segmentation with the shipped model (verified package) on head CTs from a site it never
+    saw (site_c): one scan with hemorrhages of every kind, one without."""
+    from .hemorrhage import default_model_path, segment
+    from .hemorrhage.report import write_outputs
+    from .models import load_network
+    from .phantoms import head_ct
+
+    network, package = load_network(default_model_path())
+    record = {"model_sha256": package.sha256}
+    for name, kinds in (("positive", True), ("negative", False)):
+        head = head_ct(seed=ctx.seed + 900, site="site_c", hemorrhage=kinds)
+        result = segment(head.image, network, package.description, where=f"{name} head CT")
+        truth = sitk.GetArrayFromImage(head.mask) > 0
+        pred = sitk.GetArrayFromImage(result.mask) > 0
+        dice = 2.0 * float((truth & pred).sum()) / max(float(truth.sum() + pred.sum()), 1.0) if truth.any() else None
+        write_outputs(ctx.out / "head" / name, name, head.image, result, {"sha256": package.sha256})
+        record[name] = {"detected": result.detected, "volume_ml": result.volume_ml, "truth_volume_ml": head.truth.total_volume_ml,
+                        "lesions": len(result.lesions), "dice": dice}
+    return record
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("cardiac phantom", step_cardiac_phantom),
     ("annotation cleanup", step_cleanup),
     ("sparse 4D pair", step_sparse4d),
     ("wall thickness", step_thickness),
+    ("hemorrhage", step_hemorrhage),
 ]
 
 
@@ -167,4 +191,10 @@ def summary_lines(summary: dict) -> list[str]:
         for role in ("ED", "ES"):
             lines.append(f"wall thickness {role}: median {r[role]['median_mm']:.2f} mm (phantom nominal {r[role]['nominal_mm']:.2f} mm), "
                          f"p95 {r[role]['p95_mm']:.2f} mm, max {r[role]['max_mm']:.2f} mm")
+    if "hemorrhage" in s:
+        for name in ("positive", "negative"):
+            r = s["hemorrhage"][name]
+            dice = f", Dice {r['dice']:.3f}" if r["dice"] is not None else ""
+            lines.append(f"hemorrhage ({name} scan, unseen site): {'present' if r['detected'] else 'not detected'}, "
+                         f"{r['volume_ml']:.2f} mL (truth {r['truth_volume_ml']:.2f} mL){dice}")
     return lines

@@ -53,6 +53,46 @@ def test_cleanup_logic_matches_core_voxel_for_voxel(scene):
     np.testing.assert_array_equal(changed.array() > 0, sitk.GetArrayFromImage(expected.changes) > 0)
 
 
+def test_cleanup_in_background_matches_in_process(scene, tmp_path):
+    """The panel's path: `segtransfer cleanup close` in a background process, loaded back as a segmentation with
+    the input's segment names and colours, voxel for voxel what the in-process cleanup gives."""
+    labels = defective_shell()
+    ct_node = nodes.volume_node_from_image(scene, sitk.Cast(labels.image, sitk.sitkFloat32) * 100.0, "ct")
+    seg_node = nodes.segmentation_node_from_label_image(scene, labels, "rater")
+    logic = SegTransferCleanupLogic(scene)
+    process, work, segments = logic.start(seg_node, ct_node, radius=3, unit="voxel", workFolder=tmp_path / "work")
+    result = process.wait(timeout=120)
+    assert result.returncode == 0, process.log
+    assert result.progress == 1.0 and "voxels changed" in result.message
+    output, report = logic.loadResults(work, segments, seg_node.GetName())
+    expected = clean_labels(labels, radius=3, radius_unit="voxel")
+    assert report["voxels_changed"] == expected.report.voxels_changed
+    segmentation = output.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == ["Pool", "Wall", CHANGED_SEGMENT_NAME]
+    np.testing.assert_allclose(segmentation.GetNthSegment(1).GetColor(), (0.8, 0.7, 0.3), atol=1e-6)
+    ids = [segmentation.GetSegmentIdBySegmentName(n) for n in ("Pool", "Wall")]
+    back = nodes.label_image_from_segmentation_node(output, ct_node, ids)
+    np.testing.assert_array_equal(back.array(), expected.labels.array())
+    changed = nodes.label_image_from_segmentation_node(output, ct_node, [segmentation.GetSegmentIdBySegmentName(CHANGED_SEGMENT_NAME)])
+    np.testing.assert_array_equal(changed.array() > 0, sitk.GetArrayFromImage(expected.changes) > 0)
+
+
+def test_cleanup_background_work_folder_is_removed_after_loading(scene):
+    """Without a work folder, start() uses a temporary one: the results load in the process's onFinished
+    callback (as the panel does), then the folder with the written labels is removed."""
+    labels = defective_shell()
+    lab_node = nodes.volume_node_from_image(scene, labels.image, "labels", labelmap=True)
+    logic = SegTransferCleanupLogic(scene)
+    process, work, segments = logic.start(lab_node, radius=2, fill=True)
+    loaded = []
+    process.onFinished = lambda code: loaded.append(logic.loadResults(work, segments, "labels", preview=False))
+    assert process.wait(timeout=120).returncode == 0, process.log
+    assert "--fill-holes" in process.command
+    output, report = loaded[0]
+    assert output.GetSegmentation().GetNumberOfSegments() == 2 and report["operation"] == "close+fill-holes"
+    assert not work.exists()
+
+
 def test_cleanup_logic_on_labelmap_node_and_agreement_table(scene):
     labels = defective_shell()
     lab_node = nodes.volume_node_from_image(scene, labels.image, "labels", labelmap=True)

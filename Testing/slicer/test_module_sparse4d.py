@@ -10,6 +10,7 @@ import SegTransferSparse4D
 from SegTransferLib import nodes
 from SegTransferSparse4D import SegTransferSparse4DLogic
 from segtransfer.io import Series4D
+from segtransfer.labels import CARDIAC_SEGMENTS
 from segtransfer.phantoms import beating_lv
 from segtransfer.sparse4d import build_sparse4d, read_sparse4d
 
@@ -44,8 +45,8 @@ def test_sequence_through_sparse4d_matches_core(scene, study, tmp_path):
     assert len(rows) == 20 and [r["role"] for r in rows].count("ED") == 1
     assert np.isnan(rows[1]["pool_ml"]) and rows[lv.truth.ed_index]["labelled"] == "yes"
 
-    pair = logic.export(images, labels, str(tmp_path / "pair"), spacing_mm=2.0)
-    expected = build_sparse4d(series, spacing_mm=2.0, study_id="study")
+    pair = logic.export(images, labels, str(tmp_path / "pair"), spacing_mm=3.0)
+    expected = build_sparse4d(series, spacing_mm=3.0, study_id="study")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(pair.labels), sitk.GetArrayFromImage(expected.labels))
     np.testing.assert_allclose(pair.image.GetOrigin(), expected.image.GetOrigin(), atol=1e-6)
     np.testing.assert_allclose(pair.image.GetDirection(), expected.image.GetDirection(), atol=1e-6)
@@ -58,6 +59,34 @@ def test_sequence_through_sparse4d_matches_core(scene, study, tmp_path):
     np.testing.assert_array_equal(
         sitk.GetArrayFromImage(nodes.image_from_volume_node(ed_node)), sitk.GetArrayFromImage(written.phase_labels(lv.truth.ed_index))
     )
+
+
+def test_background_export_from_segmentation_sequence_matches_core(scene, study, tmp_path):
+    """Labels as a sequence of segmentation nodes -> series folder -> background `segtransfer sparse4d export`:
+    the pair equals the core's in-process pair, and the panel's summary reads it."""
+    lv, series = study
+    images, labels = nodes.sequence_nodes_from_series(scene, series, "study", labels_as="segmentation", segments=list(CARDIAC_SEGMENTS))
+    assert labels.GetNthDataNode(0).IsA("vtkMRMLSegmentationNode")
+    logic = SegTransferSparse4DLogic(scene)
+    process = logic.start(images, labels, str(tmp_path / "pair"), spacing_mm=3.0, workFolder=tmp_path / "work")
+    result = process.wait(timeout=300)
+    assert result.returncode == 0, process.log
+    assert result.progress == 1.0
+    written = read_sparse4d(tmp_path / "pair")
+    expected = build_sparse4d(series, spacing_mm=3.0, study_id="study")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written.labels), sitk.GetArrayFromImage(expected.labels))
+    np.testing.assert_allclose(sitk.GetArrayFromImage(written.image), sitk.GetArrayFromImage(expected.image), atol=0.05)
+    np.testing.assert_allclose(written.image.GetDirection(), expected.image.GetDirection(), atol=1e-6)
+    assert written.record["study_id"] == "study"
+    summary = logic.pairSummary(tmp_path / "pair")
+    assert f"ED {lv.truth.ed_index}, ES {lv.truth.es_index}" in summary and "EF" in summary
+
+
+def test_export_refuses_half_a_phase_choice(scene, study, tmp_path):
+    _lv, series = study
+    images, labels = nodes.sequence_nodes_from_series(scene, series, "study")
+    with pytest.raises(ValueError, match="both the ED and the ES"):
+        SegTransferSparse4DLogic(scene).start(images, labels, str(tmp_path / "pair"), ed_index=3)
 
 
 def test_missing_sequence_is_refused(scene):

@@ -1,17 +1,16 @@
-"""Logic of SegTransferThickness, SegTransferHemorrhage and SegTransferFineTune on real scenes."""
+"""Logic of SegTransferThickness and SegTransferHemorrhage on real scenes (SegTransferTraining: test_module_training.py)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import SegTransferFineTune
 import SegTransferHemorrhage
 import SegTransferThickness
-from SegTransferFineTune import SegTransferFineTuneLogic
 from SegTransferHemorrhage import SegTransferHemorrhageLogic
 from SegTransferLib import nodes
 from SegTransferThickness import SegTransferThicknessLogic
@@ -82,31 +81,7 @@ def test_hemorrhage_input_and_results_round_trip(scene, tmp_path):
     assert logic.summaryText(summary) == "Hemorrhage present: 0.01 mL"
 
 
-def test_finetune_package_table_and_refusal(scene, tmp_path):
-    from monai.networks.nets import UNet
-
-    from segtransfer.models import ModelPackage, make_description, save_package
-
-    net = UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=(4, 8), strides=(2,), num_res_units=0)
-    description = make_description("monai.networks.nets.UNet",
-                                   {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [4, 8], "strides": [2], "num_res_units": 0},
-                                   name="tiny", spacing_mm=[1.0, 1.0, None], intensity={"kind": "zscore"},
-                                   labels=list(HEMORRHAGE_SEGMENTS), activation="sigmoid")
-    pkg = ModelPackage.from_network(net, description, {"provenance": {"site": "partner"}, "intended_use": "testing"})
-    save_package(pkg, tmp_path / "pkg")
-    info, table = SegTransferFineTuneLogic(scene).packageTable(str(tmp_path / "pkg"))
-    rows = {r["field"]: r["value"] for r in nodes.rows_from_table_node(table)}
-    assert rows["architecture"] == "monai.networks.nets.UNet" and rows["sha256"] == info["sha256"]
-    assert rows["parameters"] == str(sum(p.numel() for p in net.parameters()))
-    weights = tmp_path / "pkg" / "weights.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    with pytest.raises(Exception, match="checksum mismatch"):
-        SegTransferFineTuneLogic(scene).packageTable(str(tmp_path / "pkg"))
-
-
-@pytest.mark.parametrize("module", [SegTransferThickness, SegTransferHemorrhage, SegTransferFineTune])
+@pytest.mark.parametrize("module", [SegTransferThickness, SegTransferHemorrhage])
 def test_module_self_tests_run_on_scene(scene, monkeypatch, module):
     import slicer
 
@@ -129,6 +104,7 @@ def test_thickness_runs_in_background_and_loads_coloured_model(scene, tmp_path):
     result = process.wait(timeout=300)
     assert result.returncode == 0, process.log
     assert result.progress == 1.0
+    assert process.temporary and not any(Path(p).exists() for p in process.temporary)  # the label map written for it
     models, tables = logic.loadResults(tmp_path / "out")
     import slicer
 
@@ -140,3 +116,20 @@ def test_thickness_runs_in_background_and_loads_coloured_model(scene, tmp_path):
     assert abs(np.median(np.linalg.norm(lps - centre, axis=1)) - truth.r_outer) < 0.6
     rows = nodes.rows_from_table_node(tables[0])
     assert rows[0]["study"] == "lv" and abs(rows[0]["median_mm"] - truth.thickness) < 0.15
+
+
+def test_hemorrhage_runs_in_background_with_the_shipped_model(scene, tmp_path):
+    """CT volume node -> background `segtransfer hemorrhage segment` -> segmentation node on the CT's grid."""
+    from segtransfer.phantoms import head_ct
+
+    head = head_ct(seed=21, site="site_b", spacing=(1.0, 1.0, 5.0))
+    node = nodes.volume_node_from_image(scene, head.image, "head")
+    logic = SegTransferHemorrhageLogic(scene)
+    process = logic.start(node, str(tmp_path / "out"))
+    result = process.wait(timeout=300)
+    assert result.returncode == 0, process.log
+    seg, summary = logic.loadResults(tmp_path / "out", node)
+    assert summary["detected"] and logic.summaryText(summary).startswith("Hemorrhage present")
+    mask = nodes.label_image_from_segmentation_node(seg, node).array() > 0
+    truth = sitk.GetArrayFromImage(head.mask) > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.6

@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 import slicer
+import vtk
 from SegTransferLib import nodes
 from segtransfer.io import LabelImage, Series4D, read_labels, write_labels
 from segtransfer.labels import CARDIAC_SEGMENTS, Segment
@@ -129,20 +130,93 @@ def test_sequence_round_trip_20_phases(scene, shell):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back.labels[8]), labels.array())
 
 
+SURFACE_LPS = (
+    "# vtk DataFile Version 3.0\nSPACE=LPS\nASCII\nDATASET POLYDATA\nPOINTS 3 float\n"
+    "0 0 0 10 0 0 0 10 5\nPOLYGONS 1 4\n3 0 1 2\nPOINT_DATA 3\nSCALARS thickness_mm float 1\n"
+    "LOOKUP_TABLE default\n8.5 9.0 12.25\n"
+)
+
+
+def test_sequence_of_segmentations_round_trip(scene, shell):
+    """Labels as a sequence of segmentation nodes (names and colours per phase) come back on each phase's grid."""
+    ct, labels = shell
+    phases = [sitk.Cast(ct * float(1 + t), sitk.sitkFloat32) for t in range(4)]
+    series = Series4D(phases, None, {1: labels.image, 3: labels.image})
+    images, label_seq = nodes.sequence_nodes_from_series(scene, series, "study", labels_as="segmentation", segments=list(CARDIAC_SEGMENTS))
+    assert images.GetIndexUnit() == "" and label_seq.GetNumberOfDataNodes() == 2
+    seg = label_seq.GetNthDataNode(1)
+    assert seg.IsA("vtkMRMLSegmentationNode")
+    names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    assert names == ["LV blood pool", "LV myocardium"]
+    back = nodes.series_from_sequence_nodes(images, label_seq)
+    assert back.percent_rr is None and sorted(back.labels) == [1, 3]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back.labels[3]), labels.array())
+    np.testing.assert_allclose(back.labels[3].GetDirection(), OBLIQUE, atol=1e-6)
+    # no helper nodes are left behind in the scene
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0
+
+
+def test_sequence_label_at_unknown_phase_is_refused(scene, shell):
+    ct, labels = shell
+    images, _ = nodes.sequence_nodes_from_series(scene, Series4D([ct, ct], [0.0, 50.0]), "two")
+    stray = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "stray")
+    node = nodes.volume_node_from_image(scene, labels.image, "l", labelmap=True, display=False)
+    stray.SetDataNodeAtValue(node, "25")
+    with pytest.raises(ValueError, match="label index value 25 is not a phase of two"):
+        nodes.series_from_sequence_nodes(images, stray)
+
+
+def test_segmentation_file_read_by_slicers_storage_node(scene, shell, tmp_path):
+    _ct, labels = shell
+    write_labels(LabelImage(labels.image, list(CARDIAC_SEGMENTS)), tmp_path / "lv.seg.nrrd")
+    seg = nodes.segmentation_node_from_file(scene, tmp_path / "lv.seg.nrrd")
+    assert seg.GetName() == "lv" and seg.GetDisplayNode() is not None
+    assert seg.GetSegmentation().GetSegment(seg.GetSegmentation().GetSegmentIdBySegmentName("LV myocardium")) is not None
+    # corrupt header and truncated data: a clear error, not a crash of the process
+    (tmp_path / "bad.seg.nrrd").write_bytes(b"NRRD0004\ngarbage")
+    data = (tmp_path / "lv.seg.nrrd").read_bytes()
+    (tmp_path / "cut.seg.nrrd").write_bytes(data[: len(data) - 50])
+    for name in ("bad.seg.nrrd", "cut.seg.nrrd"):
+        with pytest.raises(ValueError, match=f"{name}: cannot be read as a segmentation"):
+            nodes.segmentation_node_from_file(scene, tmp_path / name)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+
+
 def test_model_node_shows_thickness_array(scene, tmp_path):
     path = tmp_path / "surface.vtk"
-    path.write_text(
-        "# vtk DataFile Version 3.0\nSPACE=LPS\nASCII\nDATASET POLYDATA\nPOINTS 3 float\n"
-        "0 0 0 10 0 0 0 10 0\nPOLYGONS 1 4\n3 0 1 2\nPOINT_DATA 3\nSCALARS thickness_mm float 1\n"
-        "LOOKUP_TABLE default\n8.5 9.0 12.25\n"
-    )
+    path.write_text(SURFACE_LPS)
     model = nodes.model_node_from_file(scene, path, scalar_name="thickness_mm")
-    arr = slicer.util.arrayFromModelPointData(model, "thickness_mm")
-    np.testing.assert_allclose(arr, [8.5, 9.0, 12.25])
+    np.testing.assert_allclose(slicer.util.arrayFromModelPointData(model, "thickness_mm"), [8.5, 9.0, 12.25])
+    # the file is LPS, the node RAS
+    np.testing.assert_allclose(slicer.util.arrayFromModelPoints(model), [[0, 0, 0], [-10, 0, 0], [0, -10, 5]])
     display = model.GetDisplayNode()
     assert display.GetActiveScalarName() == "thickness_mm" and display.GetScalarVisibility()
+    assert display.GetActiveAttributeLocation() == vtk.vtkAssignAttribute.POINT_DATA
+    np.testing.assert_allclose(display.GetScalarRange(), (8.5, 12.25))
+    # a bare scene has no Viridis table: Slicer's built-in Rainbow table is added once and used
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeRainbow" and display.GetColorNode().GetType() == display.GetColorNode().Rainbow
+    again = nodes.model_node_from_file(scene, path, scalar_name="thickness_mm")
+    assert again.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+    assert scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") == 1
     with pytest.raises(ValueError, match="no per-vertex array 'wall'"):
         nodes.model_node_from_file(scene, path, scalar_name="wall")
+    (tmp_path / "broken.vtk").write_text("not a surface")
+    with pytest.raises(ValueError, match="broken.vtk: cannot be read"):
+        nodes.model_node_from_file(scene, tmp_path / "broken.vtk")
+
+
+def test_model_node_uses_viridis_where_the_application_has_it(scene, tmp_path):
+    """Inside Slicer the colour logic provides vtkMRMLColorTableNodeFileViridis.txt; it is preferred."""
+    viridis = slicer.vtkMRMLColorTableNode()
+    viridis.SetTypeToFile()
+    viridis.SetSingletonTag("FileViridis.txt")
+    scene.AddNode(viridis)
+    assert viridis.GetID() == nodes.VIRIDIS_COLOR_NODE_ID
+    (tmp_path / "s.vtk").write_text(SURFACE_LPS)
+    model = nodes.model_node_from_file(scene, tmp_path / "s.vtk", scalar_name="thickness_mm")
+    assert model.GetDisplayNode().GetColorNodeID() == nodes.VIRIDIS_COLOR_NODE_ID
+    assert scene.GetNodeByID("vtkMRMLColorTableNodeRainbow") is None
 
 
 def test_table_node_from_rows_and_csv(scene, tmp_path):
@@ -153,3 +227,22 @@ def test_table_node_from_rows_and_csv(scene, tmp_path):
     (tmp_path / "s.csv").write_text("label,dice\n1,0.95\n2,0.81\n")
     t2 = nodes.table_node_from_csv(scene, tmp_path / "s.csv")
     assert nodes.rows_from_table_node(t2) == [{"label": 1.0, "dice": 0.95}, {"label": 2.0, "dice": 0.81}]
+
+
+def test_table_columns_with_missing_values_and_text(scene, tmp_path):
+    rows = [{"phase": 0, "pool_ml": 120.5, "flag": True}, {"phase": 1, "pool_ml": None, "flag": False}]
+    table = nodes.table_node_from_rows(scene, rows, "curve")
+    back = nodes.rows_from_table_node(table)
+    assert back[0] == {"phase": 0.0, "pool_ml": 120.5, "flag": "True"} and np.isnan(back[1]["pool_ml"])
+    (tmp_path / "c.csv").write_text("epoch,val_loss,note\n1,0.5,\n2,,best\n")
+    csv_rows = nodes.rows_from_table_node(nodes.table_node_from_csv(scene, tmp_path / "c.csv"))
+    assert csv_rows[0]["epoch"] == 1.0 and np.isnan(csv_rows[1]["val_loss"]) and csv_rows[1]["note"] == "best"
+
+
+def test_plot_chart_from_table(scene):
+    table = nodes.table_node_from_rows(scene, [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in (1, 2, 3)], "log")
+    chart = nodes.plot_chart_from_table(scene, table, "epoch", ["train_loss", "val_loss"], "loss")
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+    assert [chart.GetNthPlotSeriesNode(i).GetYColumnName() for i in range(2)] == ["train_loss", "val_loss"]
+    with pytest.raises(ValueError, match="no column dice"):
+        nodes.plot_chart_from_table(scene, table, "epoch", ["dice"], "dice")

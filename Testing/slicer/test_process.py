@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
 import sys
 import time
 
-from SegTransferLib.process import CLIProcess, _descendants
+from SegTransferLib.process import CLIProcess, _descendants, in_application
 
 
 def test_cli_help_runs_in_background():
@@ -61,3 +61,59 @@ def test_cancel_kills_the_process_tree(tmp_path):
             assert state == "Z", f"grandchild {pid} still running"
         except FileNotFoundError:
             pass
+
+
+def test_callbacks_in_order_and_temporary_files_removed_after_finish(tmp_path):
+    """onProgress / onLog per line, then onFinished (which can still read the temporary files), then removal."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "input.txt").write_text("voxels")
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import sys\n"
+        "print('reading ' + open(sys.argv[1]).read(), flush=True)\n"
+        "print('PROGRESS 50.0% half', flush=True)\n"
+        "sys.stdout.buffer.write(b'caf\\xe9 latin-1 line\\n')\n"
+        "print('PROGRESS 100.0% done', flush=True)\n"
+    )
+    events = []
+    proc = CLIProcess([sys.executable, str(child), str(work / "input.txt")], raw=True, temporary=[work],
+                      onProgress=lambda f, m: events.append(("progress", f, m)),
+                      onLog=lambda line: events.append(("log", line)),
+                      onFinished=lambda code: events.append(("finished", code, (work / "input.txt").exists())))
+    assert not in_application() and isinstance(proc.process, subprocess.Popen)
+    result = proc.wait(timeout=60)
+    assert result.returncode == 0 and result.progress == 1.0
+    assert events == [("log", "reading voxels"), ("progress", 0.5, "half"), ("log", "caf\ufffd latin-1 line"),
+                      ("progress", 1.0, "done"), ("finished", 0, True)]
+    assert not work.exists()
+    # polling after the end keeps reporting the exit code, and wait() returns at once
+    assert proc.poll().returncode == 0 and proc.wait(timeout=1).returncode == 0
+    assert events[-1][0] == "finished" and sum(e[0] == "finished" for e in events) == 1
+
+
+def test_cancel_reports_finished_and_removes_temporary_files(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    child = tmp_path / "slow.py"
+    child.write_text("import time\nprint('PROGRESS 1.0% started', flush=True)\ntime.sleep(60)\n")
+    finished = []
+    proc = CLIProcess([sys.executable, str(child)], raw=True, temporary=[work], onFinished=finished.append)
+    deadline = time.time() + 30
+    while proc.progress is None and time.time() < deadline:
+        time.sleep(0.05)
+        proc.poll()
+    start = time.time()
+    proc.cancel()
+    assert time.time() - start < 5 and proc.cancelled and not proc.running
+    assert finished == [proc.returncode] and proc.returncode != 0
+    assert not work.exists()
+
+
+def test_segtransfer_error_exits_non_zero_with_one_line(tmp_path):
+    """A real CLI failure: the exit code and the CLI's one-line error reach the caller."""
+    proc = CLIProcess(["cleanup", "close", str(tmp_path / "missing.nii.gz"), "--output", str(tmp_path / "out.nii.gz")])
+    result = proc.wait(timeout=120)
+    assert result.returncode == 2
+    assert "missing.nii.gz" in proc.error_summary() and "error:" in proc.error_summary()
+    assert not (tmp_path / "out.nii.gz").exists()

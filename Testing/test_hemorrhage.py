@@ -1,0 +1,176 @@
+"""CT hemorrhage: preprocessing, the shipped model's quality on a site it never saw, outputs, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from segtransfer.cli import main
+from segtransfer.errors import InputError
+from segtransfer.hemorrhage import MIN_DETECTION_ML, default_model_path, preprocess, segment
+from segtransfer.models import load_network
+from segtransfer.phantoms import head_ct
+
+CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_network(default_model_path())
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_shipped_model_is_a_small_phantom_package():
+    path = default_model_path()
+    size = sum(f.stat().st_size for f in path.iterdir())
+    assert size < 20 * 1024 * 1024
+    card = json.loads((path / "model_card.json").read_text())
+    assert "not for clinical use" in card["limitations"].lower() and "phantom" in card["limitations"].lower()
+
+
+def test_quality_on_a_site_never_used_in_training(model):
+    """site_c was held out of the shipped model's training (site_a and site_b only).
+
+    The bounds are those the shipped model reaches (mean Dice about 0.76, Pearson about 0.84, negatives
+    about 1.5 mL of false positives along the skull); the targets of docs/hemorrhage.md (Dice 0.80,
+    Pearson 0.95, negatives not detected) are not reached yet.
+    """
+    network, package = model
+    dices, predicted, true = [], [], []
+    for seed in range(5):
+        h = head_ct(seed=500 + seed, site="site_c", hemorrhage="random")
+        result = segment(h.image, network, package.description)
+        truth = sitk.GetArrayFromImage(h.mask) > 0
+        dices.append(dice(sitk.GetArrayFromImage(result.mask) > 0, truth))
+        predicted.append(result.volume_ml)
+        true.append(h.truth.total_volume_ml)
+        assert result.detected
+    assert np.mean(dices) >= 0.70, dices
+    assert np.corrcoef(predicted, true)[0, 1] >= 0.80, (predicted, true)
+    negative = head_ct(seed=600, site="site_c", hemorrhage=False)
+    result = segment(negative.image, network, package.description)
+    assert result.volume_ml < 2.5 and result.volume_ml < min(predicted)
+
+
+def test_mask_maps_back_to_the_input_grid_and_orientation(model):
+    network, package = model
+    h = head_ct(seed=3, site="site_a", spacing=(1.0, 1.0, 4.0))
+    flipped = sitk.DICOMOrient(h.image, "RAS")  # same voxels, other index order and direction
+    a = segment(h.image, network, package.description)
+    b = segment(flipped, network, package.description)
+    assert b.mask.GetDirection() == flipped.GetDirection() and b.mask.GetOrigin() == flipped.GetOrigin()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.DICOMOrient(b.mask, "LPS")), sitk.GetArrayFromImage(sitk.DICOMOrient(a.mask, "LPS")))
+    assert abs(a.volume_ml - b.volume_ml) < 1e-9
+
+
+def test_bad_inputs_are_refused(tmp_path):
+    h = head_ct(seed=1, site="site_a", spacing=(2.0, 2.0, 6.0))
+    arr = sitk.GetArrayFromImage(h.image)
+    scaled = sitk.GetImageFromArray(((arr + 1024) / 4096).astype(np.float32))  # a 0..1 rescaled image
+    scaled.CopyInformation(h.image)
+    with pytest.raises(InputError, match="do not look like CT in Hounsfield units"):
+        preprocess(scaled, "scaled.nii.gz")
+    mr = sitk.GetImageFromArray(np.clip(arr, 0, None).astype(np.float32) + 100.0)
+    with pytest.raises(InputError, match="Hounsfield"):
+        preprocess(mr, "mr.nii.gz")
+    nan = sitk.GetImageFromArray(np.where(arr > 2000, np.nan, arr).astype(np.float32) if (arr > 2000).any() else np.full(arr.shape, np.nan, np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        preprocess(nan, "nan.nii.gz")
+    with pytest.raises(InputError, match="3D"):
+        preprocess(h.image[:, :, 5], "slice.nii.gz")
+    air_and_bone = np.full(arr.shape, -1000.0, np.float32)
+    air_and_bone[:, 10:12, :] = 1200.0
+    with pytest.raises(InputError, match="brain"):
+        preprocess(sitk.GetImageFromArray(air_and_bone), "empty.nii.gz")
+
+
+@pytest.mark.skipif(not CRANIUM.exists(), reason="real head CT not installed (apt-get install invesalius-examples)")
+def test_real_head_ct_skull_stripping_and_pipeline(tmp_path):
+    from segtransfer.io.invesalius import read_inv3
+
+    image = read_inv3(CRANIUM)
+    assert image.GetSize() == (256, 256, 108)
+    pre = preprocess(image, CRANIUM)
+    brain = sitk.GetArrayFromImage(pre.brain) > 0
+    hu = sitk.GetArrayFromImage(pre.image)
+    brain_ml = brain.sum() * np.prod(image.GetSpacing()) / 1000.0
+    assert 900.0 < brain_ml < 1800.0  # adult brain and CSF
+    assert (hu[brain] > 300).sum() == 0  # no bone inside
+    assert np.median(hu[brain]) == pytest.approx(30.0, abs=15.0)  # brain parenchyma
+    assert main(["hemorrhage", "segment", str(CRANIUM), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 900.0 < summary["brain_ml"] < 1800.0
+
+
+def test_cli_segment_outputs_and_refusal(tmp_path):
+    h = head_ct(seed=11, site="site_b", spacing=(1.0, 1.0, 5.0))
+    sitk.WriteImage(h.image, str(tmp_path / "ct.nii.gz"))
+    assert main(["hemorrhage", "segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"hemorrhage.seg.nrrd", "hemorrhage.nii.gz", "overlay.png", "summary.json", "summary.csv"}
+    from segtransfer.io import read_labels
+
+    seg = read_labels(out / "hemorrhage.seg.nrrd")
+    assert seg.segments[0].name == "Hemorrhage" and seg.image.GetSize() == h.image.GetSize()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["detected"] and summary["lesions"]
+    assert abs(sum(les["volume_ml"] for les in summary["lesions"]) - summary["volume_ml"]) < 1e-6
+    from PIL import Image
+
+    assert Image.open(out / "overlay.png").size[0] > 100
+    mr = tmp_path / "mr.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 1, (8, 32, 32)).astype(np.float32)), str(mr))
+    assert main(["hemorrhage", "segment", str(mr), "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_training_decreases_loss_writes_a_package_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from segtransfer.hemorrhage.train import train
+
+    cases = []
+    for i in range(3):
+        h = head_ct(seed=20 + i, site="site_a", spacing=(2.0, 2.0, 6.0), hemorrhage="random")
+        cases.append((f"c{i}", h.image, h.mask))
+    common = dict(patch_size=64, positives=24, negatives=24, lr=1e-3, batch_size=8, seed=3, patience=50)
+    full = train(cases, tmp_path / "full", max_epochs=3, checkpoint_dir=tmp_path / "ck_full", progress=lambda *_: None, **common)
+    log = (tmp_path / "ck_full" / "training_log.csv").read_text().splitlines()
+    losses = [float(line.split(",")[1]) for line in log[1:]]
+    assert losses[-1] < losses[0]
+    network, package = load_network(tmp_path / "full")
+    assert package.card["training_data"]["scans"] == 2
+    # interrupted after 2 epochs, resumed to 3: the same weights as the uninterrupted run
+    train(cases, tmp_path / "part", max_epochs=2, checkpoint_dir=tmp_path / "ck_part", progress=lambda *_: None, **common)
+    resumed = train(cases, tmp_path / "part", max_epochs=3, checkpoint_dir=tmp_path / "ck_part", resume=True, progress=lambda *_: None, **common)
+    straight = train(cases, tmp_path / "straight", max_epochs=3, checkpoint_dir=tmp_path / "ck_straight", progress=lambda *_: None, **common)
+    a = load_file(str(tmp_path / "ck_part" / "checkpoint_weights.safetensors"))
+    b = load_file(str(tmp_path / "ck_straight" / "checkpoint_weights.safetensors"))
+    for key in a:
+        np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-5)
+    assert resumed.sha256 and straight.sha256
+
+
+def test_batch_keeps_going_past_a_broken_scan(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    h = head_ct(seed=12, site="site_a", spacing=(2.0, 2.0, 6.0))
+    sitk.WriteImage(h.image, str(src / "good.nii.gz"))
+    (src / "broken.nii.gz").write_bytes(b"not an image")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "batch_hemorrhage.py"
+    run = subprocess.run([sys.executable, str(script), "--", str(src), str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stderr
+    rows = {r["scan"]: r for r in csv.DictReader(open(tmp_path / "out" / "hemorrhage_summary.csv"))}
+    assert rows["good"]["status"] == "ok" and rows["good"]["detected"] == "True"
+    assert rows["broken"]["status"].startswith("error") and "broken.nii.gz" in rows["broken"]["status"]
