@@ -43,11 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_segment(args: argparse.Namespace) -> int:
     from ..hemorrhage import default_model_path, segment
-    from ..hemorrhage.report import write_outputs
+    from ..hemorrhage.report import check_output_folder, write_outputs
     from ..io import read_image
     from ..models import load_network
     from ..progress import print_progress
 
+    check_output_folder(args.out)  # before the work, so a wrong --out costs nothing
     if args.ct.name.endswith(".inv3"):
         from ..io.invesalius import read_inv3
 

@@ -20,13 +20,15 @@ MIN_DETECTION_ML = 0.1
 
 @dataclass
 class Lesion:
-    """One connected hemorrhage: ``volume_ml``, ``centroid_lps`` (mm) and the axial slice range
-    (``slices``: first and last k index of the input grid after reorientation)."""
+    """One connected hemorrhage: ``volume_ml``, ``centroid_lps`` (mm), ``voxels`` and ``slices``: the
+    first and last index along the input grid's third axis (k, the slice axis of an axial scan) that
+    the lesion touches."""
 
     label: int
     volume_ml: float
     centroid_lps: tuple[float, float, float]
     voxels: int
+    slices: tuple[int, int]
 
 
 @dataclass
@@ -66,13 +68,16 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, threshold: float = 0
 
 
 def lesions_of(mask: sitk.Image) -> list[Lesion]:
-    """Connected lesions (26-connectivity) with volume (mL) and centroid (LPS mm), largest first."""
+    """Connected lesions (26-connectivity) of a 0/1 mask with volume (mL), centroid (LPS mm) and slice range, largest first."""
     components = sitk.ConnectedComponent(mask, True)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(components)
     voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
-    out = [Lesion(int(lab), stats.GetNumberOfPixels(lab) * voxel_ml, tuple(float(c) for c in stats.GetCentroid(lab)), int(stats.GetNumberOfPixels(lab)))
-           for lab in stats.GetLabels()]
+    out = []
+    for lab in stats.GetLabels():
+        box = stats.GetBoundingBox(lab)  # (i0, j0, k0, size_i, size_j, size_k) on the mask's grid
+        out.append(Lesion(int(lab), stats.GetNumberOfPixels(lab) * voxel_ml, tuple(float(c) for c in stats.GetCentroid(lab)),
+                          int(stats.GetNumberOfPixels(lab)), (int(box[2]), int(box[2] + box[5] - 1))))
     return sorted(out, key=lambda les: -les.volume_ml)
 
 

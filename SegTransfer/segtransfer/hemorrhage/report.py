@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..errors import InputError
 from ..io import LabelImage, atomic_dir, write_labels, write_text
 from ..labels import HEMORRHAGE_SEGMENTS
 from .infer import HemorrhageResult
@@ -35,7 +36,10 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     for k in chosen:
         rgb = np.stack([gray[k]] * 3, axis=-1)
         rgb[msk[k]] = (0.4 * rgb[msk[k]] + 0.6 * np.array([230, 30, 30])).astype(np.uint8)
-        frames.append(rgb[::-1])  # anterior up, as radiologists read axial slices
+        # Rows of the LPS-oriented array run anterior to posterior and columns from the patient's right
+        # to left: drawn as they are, anterior is up and the patient's right on the viewer's left
+        # (radiological convention).
+        frames.append(rgb)
     cols = min(4, len(frames))
     rows = (len(frames) + cols - 1) // cols
     h, w = frames[0].shape[:2]
@@ -56,17 +60,36 @@ def summary_csv(name: str, summary: dict) -> str:
     """One row per lesion (or one row with no lesion) with the scan's volume and detection."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["scan", "detected", "volume_ml", "lesion", "lesion_volume_ml", "centroid_l_mm", "centroid_p_mm", "centroid_s_mm"])
+    w.writerow(["scan", "detected", "volume_ml", "lesion", "lesion_volume_ml", "centroid_l_mm", "centroid_p_mm", "centroid_s_mm",
+                "first_slice", "last_slice"])
     lesions = summary["lesions"] or [None]
     for n, les in enumerate(lesions, start=1):
         row = [name, summary["detected"], f"{summary['volume_ml']:.3f}"]
-        row += [n, f"{les['volume_ml']:.3f}", *(f"{c:.1f}" for c in les["centroid_lps"])] if les else ["", "", "", "", ""]
+        row += [n, f"{les['volume_ml']:.3f}", *(f"{c:.1f}" for c in les["centroid_lps"]), *les["slices"]] if les else [""] * 7
         w.writerow(row)
     return buf.getvalue()
 
 
+OUTPUT_FILES = ("hemorrhage.seg.nrrd", "hemorrhage.nii.gz", "overlay.png", "summary.json", "summary.csv")
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Refuse an output folder that would lose someone's files: ``folder`` may be absent, empty, or an
+    earlier hemorrhage output (only the files :func:`write_outputs` writes); it is replaced whole."""
+    p = Path(folder)
+    if p.exists() and not p.is_dir():
+        raise InputError(p, "exists and is not a folder")
+    if p.is_dir():
+        others = sorted(q.name for q in p.iterdir() if q.name not in OUTPUT_FILES)
+        if others:
+            raise InputError(p, f"folder holds files that are not hemorrhage outputs ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}); choose a new or empty --out folder")
+
+
 def write_outputs(folder: str | os.PathLike, name: str, image: sitk.Image, result: HemorrhageResult, model_info: dict) -> Path:
-    """Write every output into ``folder`` atomically (all files or none)."""
+    """Write every output into ``folder`` atomically (all files or none).  ``folder`` must pass
+    :func:`check_output_folder` (absent, empty or an earlier output, which is replaced)."""
+    check_output_folder(folder)
     summary = {"scan": name, **result.summary(), "model": model_info}
     with atomic_dir(folder) as tmp:
         labels = LabelImage(result.mask, list(HEMORRHAGE_SEGMENTS))

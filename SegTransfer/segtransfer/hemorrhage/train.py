@@ -27,7 +27,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError
-from ..io import atomic_path, check_same_grid, read_image, read_labels, write_text
+from ..io import atomic_dir, check_same_grid, read_image, read_labels
 from ..progress import ProgressCallback, print_progress
 from .network import description as model_description
 from .preprocess import model_input, preprocess
@@ -35,7 +35,10 @@ from .preprocess import model_input, preprocess
 CHECKPOINT_WEIGHTS = "checkpoint_weights.safetensors"
 CHECKPOINT_OPTIMIZER = "checkpoint_optimizer.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
+BEST_WEIGHTS = "best_weights.safetensors"
 LOG = "training_log.csv"
+#: Everything the checkpoint folder holds; it is rewritten whole (atomically) after every epoch.
+CHECKPOINT_FILES = (CHECKPOINT_WEIGHTS, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE, BEST_WEIGHTS, LOG)
 
 
 @dataclass
@@ -133,16 +136,45 @@ def converged(val_losses: list[float], patience: int, min_delta: float) -> bool:
     return min(val_losses[:-patience]) - min(val_losses) < min_delta
 
 
-def _save_checkpoint(folder: Path, network, optimizer, state: dict) -> None:
+def _save_checkpoint(folder: Path, network, optimizer, state: dict, best_weights: dict) -> None:
+    """Write the epoch's checkpoint: weights, Adam state, best weights so far, ``state`` (epoch,
+    history, settings) and the CSV log, all into a temporary folder that then replaces ``folder``, so
+    a crash at any moment leaves either the previous epoch's checkpoint or this one, never a mix."""
     from safetensors.torch import save_file
 
-    with atomic_path(folder / CHECKPOINT_WEIGHTS) as tmp:
-        save_file({k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}, str(tmp))
     opt = optimizer.state_dict()
     tensors = {f"{pid}.{name}": value.contiguous() for pid, s in opt["state"].items() for name, value in s.items() if torch.is_tensor(value)}
-    with atomic_path(folder / CHECKPOINT_OPTIMIZER) as tmp:
-        save_file(tensors, str(tmp))
-    write_text(folder / CHECKPOINT_STATE, json.dumps(state, indent=2))  # last: marks the checkpoint complete
+    with atomic_dir(folder) as tmp:
+        save_file({k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}, str(tmp / CHECKPOINT_WEIGHTS))
+        save_file(tensors, str(tmp / CHECKPOINT_OPTIMIZER))
+        save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / BEST_WEIGHTS))
+        (tmp / LOG).write_text(_log_csv(state["history"]), encoding="utf-8")
+        (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def _check_checkpoint_folder(folder: Path, resume: bool, settings: dict) -> bool:
+    """Whether ``folder`` holds a checkpoint to resume.  Refuses a folder with other files (it is
+    replaced whole after every epoch), an earlier run's checkpoint without ``resume`` (that would
+    discard it), and resuming with other training settings than the checkpoint's."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(folder, "checkpoint folder exists and is not a folder")
+    if not folder.is_dir():
+        return False
+    others = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES)
+    if others:
+        raise InputError(folder, f"checkpoint folder holds other files ({', '.join(others[:3])}); choose a new folder")
+    if not (folder / CHECKPOINT_STATE).is_file():
+        return False
+    if not resume:
+        raise InputError(folder, "holds the checkpoint of an earlier run: resume it (--resume) or choose another checkpoint folder")
+    try:
+        saved = json.loads((folder / CHECKPOINT_STATE).read_text()).get("settings")
+    except ValueError:
+        raise InputError(folder / CHECKPOINT_STATE, "corrupt checkpoint state (not JSON)") from None
+    if saved is not None and saved != settings:
+        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        raise InputError(folder, f"checkpoint was written with other settings ({', '.join(changed)}); resume with the same ones")
+    return True
 
 
 def _load_checkpoint(folder: Path, network, optimizer) -> dict:
@@ -218,16 +250,16 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     loss_fn = DiceLoss(sigmoid=True, batch=True)  # Dice over the whole batch: negative patches have empty targets
     ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(str(out) + ".checkpoints")
-    ckpt.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": 0, "history": [], "best_val_loss": None}
-    if resume and (ckpt / CHECKPOINT_STATE).exists():
-        state = _load_checkpoint(ckpt, network, optimizer)
-        progress(0.05, f"resumed after epoch {state['epoch']}")
+    settings = {"cases": [name for name, _, _ in cases], "seed": seed, "patch_size": patch_size, "positives": positives,
+                "negatives": negatives, "validation_fraction": validation_fraction, "lr": lr, "batch_size": batch_size}
+    state = {"epoch": 0, "history": [], "best_val_loss": None, "settings": settings}
     best_weights = {k: v.clone() for k, v in network.state_dict().items()}
-    if (ckpt / "best_weights.safetensors").exists() and resume:
+    if _check_checkpoint_folder(ckpt, resume, settings):
         from safetensors.torch import load_file
 
-        best_weights = load_file(str(ckpt / "best_weights.safetensors"))
+        state = _load_checkpoint(ckpt, network, optimizer)
+        best_weights = load_file(str(ckpt / BEST_WEIGHTS))
+        progress(0.05, f"resumed after epoch {state['epoch']}")
     while state["epoch"] < max_epochs and not converged([h["val_loss"] for h in state["history"]], patience, min_delta):
         epoch = state["epoch"] + 1
         torch.manual_seed(seed * 100003 + epoch)
@@ -236,14 +268,9 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice})
         state["epoch"] = epoch
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
-            from safetensors.torch import save_file
-
             state["best_val_loss"] = val_loss
             best_weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            with atomic_path(ckpt / "best_weights.safetensors") as tmp:
-                save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp))
-        _save_checkpoint(ckpt, network, optimizer, state)
-        write_text(ckpt / LOG, _log_csv(state["history"]))
+        _save_checkpoint(ckpt, network, optimizer, state, best_weights)
         progress(0.05 + 0.95 * epoch / max_epochs, f"epoch {epoch}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, val Dice {val_dice:.3f}")
     best = min(state["history"], key=lambda h: h["val_loss"])
     card = {

@@ -1,0 +1,97 @@
+"""CT hemorrhage outputs that need no trained model: lesion statistics, the overlay's orientation, the
+output-folder guard and the CSV summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from geometry_helpers import oblique_direction
+from segtransfer.errors import InputError
+from segtransfer.hemorrhage.infer import HemorrhageResult, lesions_of
+from segtransfer.hemorrhage.report import check_output_folder, overlay_montage, summary_csv, write_outputs
+from segtransfer.phantoms import head_ct
+
+
+def _mask_with_two_boxes(direction=None) -> sitk.Image:
+    """uint8 mask [z, y, x] = [10, 20, 30] at 0.5 x 0.8 x 2.5 mm with two boxes of known size."""
+    arr = np.zeros((10, 20, 30), np.uint8)
+    arr[2:5, 3:7, 4:9] = 1     # 3 x 4 x 5 = 60 voxels, slices 2..4
+    arr[6:10, 10:12, 20:23] = 1  # 4 x 2 x 3 = 24 voxels, slices 6..9
+    image = sitk.GetImageFromArray(arr)
+    image.SetSpacing((0.5, 0.8, 2.5))
+    image.SetOrigin((-10.0, 20.0, 5.0))
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+@pytest.mark.parametrize("direction", [None, oblique_direction()])
+def test_lesions_have_exact_volume_centroid_and_slice_range(direction):
+    mask = _mask_with_two_boxes(direction)
+    voxel_ml = 0.5 * 0.8 * 2.5 / 1000.0
+    lesions = lesions_of(mask)
+    assert [les.voxels for les in lesions] == [60, 24]  # largest first
+    assert [les.volume_ml for les in lesions] == pytest.approx([60 * voxel_ml, 24 * voxel_ml])
+    assert [les.slices for les in lesions] == [(2, 4), (6, 9)]
+    # centroid: the physical point of the box's mean index (continuous index, x y z order)
+    expected = mask.TransformContinuousIndexToPhysicalPoint((6.0, 4.5, 3.0))
+    assert lesions[0].centroid_lps == pytest.approx(expected, abs=1e-6)
+
+
+def test_overlay_draws_anterior_up_and_patient_right_on_the_left(tmp_path):
+    """An epidural hematoma (anterior, from the phantom's truth) lands in the upper half of the montage
+    whatever the input's orientation; a lesion on the patient's right lands on the viewer's left."""
+    from PIL import Image
+
+    h = head_ct(seed=0, site="site_a", spacing=(2.0, 2.0, 6.0), hemorrhage=["epidural"])
+    lesion = h.truth.lesions[0]
+    assert lesion.centroid_mm[1] < -40.0  # LPS y negative: anterior
+
+    def red_centre(image, mask, name):
+        path = overlay_montage(image, mask, tmp_path / name, tiles=1)
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        red = (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 0] - rgb[..., 2] > 60)  # the red hemorrhage tint
+        rows, cols = np.nonzero(red)
+        return rows.mean() / rgb.shape[0], cols.mean() / rgb.shape[1]
+
+    row, _ = red_centre(h.image, h.mask, "lps.png")
+    assert row < 0.3
+    flipped_image, flipped_mask = sitk.DICOMOrient(h.image, "RAI"), sitk.DICOMOrient(h.mask, "RAI")
+    assert red_centre(flipped_image, flipped_mask, "rai.png")[0] == pytest.approx(row, abs=1e-6)
+
+    # a box on the patient's right (LPS x < 0) is drawn left of the centre
+    arr = np.zeros(sitk.GetArrayViewFromImage(h.image).shape, np.uint8)
+    centre = np.array(arr.shape) // 2
+    arr[centre[0], centre[1] - 3:centre[1] + 3, 5:15] = 1  # small x index = patient's right
+    right = sitk.GetImageFromArray(arr)
+    right.CopyInformation(h.image)
+    assert red_centre(h.image, right, "right.png")[1] < 0.25
+
+
+def test_output_folder_guard_and_csv(tmp_path):
+    mask = _mask_with_two_boxes()
+    image = sitk.Cast(mask, sitk.sitkFloat32) * 60.0 + 20.0
+    result = HemorrhageResult(mask, sitk.Cast(mask * 0 + 1, sitk.sitkUInt8), float(84 * 0.5 * 0.8 * 2.5 / 1000), True, lesions_of(mask))
+    out = tmp_path / "out"
+    write_outputs(out, "scan", image, result, {"name": "test"})
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert [(r["first_slice"], r["last_slice"]) for r in rows] == [("2", "4"), ("6", "9")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [les["slices"] for les in summary["lesions"]] == [[2, 4], [6, 9]]
+    assert summary_csv("scan", summary) == (out / "summary.csv").read_text()
+    write_outputs(out, "scan", image, result, {"name": "test"})  # an earlier output is replaced
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not hemorrhage outputs"):
+        write_outputs(precious, "scan", image, result, {"name": "test"})
+    assert (precious / "notes.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        check_output_folder(tmp_path / "file")
