@@ -14,9 +14,9 @@ from pathlib import Path
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from SegTransferLib import nodes
-from SegTransferLib.process import CLIProcess
+from SegTransferLib import dependencies, nodes
 from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
+from SegTransferLib.process import CLIProcess
 
 SEGMENTATION_FILE = "hemorrhage.seg.nrrd"
 SUMMARY_FILE = "summary.json"
@@ -45,6 +45,8 @@ class SegTransferHemorrhageWidget(ModuleWidget):
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
 
     def onApply(self):
+        if not self.ensureDependencies(dependencies.HEMORRHAGE):
+            return
         with slicer.util.tryWithErrorDisplay("Hemorrhage segmentation could not start.", waitCursor=True):
             volume = self.ui.inputSelector.currentNode()
             out = self.ui.resultsDirectoryButton.directory
@@ -77,22 +79,21 @@ class SegTransferHemorrhageLogic(SceneLogic):
 
     def start(self, volumeNode, outputFolder, modelPath=None):
         """Write the CT to a temporary folder and start ``segtransfer hemorrhage segment`` on it in a background
-        process writing into ``outputFolder`` (the shipped demonstration model unless ``modelPath``)."""
+        process writing into ``outputFolder`` (the shipped demonstration model unless ``modelPath``); the
+        temporary folder is removed when the process ends."""
         if not outputFolder:
             raise ValueError("Choose an output folder.")
-        args = ["hemorrhage", "segment", str(self.writeInput(volumeNode)), "--out", str(outputFolder)]
+        ct = self.writeInput(volumeNode)
+        args = ["hemorrhage", "segment", str(ct), "--out", str(outputFolder)]
         if modelPath:
             args += ["--model", str(modelPath)]
-        return CLIProcess(args)
+        return CLIProcess(args, temporary=[ct.parent])
 
     def loadResults(self, folder, referenceVolumeNode=None):
-        """Load ``hemorrhage.seg.nrrd`` as a segmentation node (on the CT's grid) and ``summary.json``.
-        Returns ``(segmentationNode, summary dict)``."""
-        from segtransfer.io import read_labels
-
+        """Load ``hemorrhage.seg.nrrd`` (with Slicer's segmentation storage node) as a segmentation node whose
+        reference geometry is the CT's, and ``summary.json``.  Returns ``(segmentationNode, summary dict)``."""
         folder = Path(folder)
-        labels = read_labels(folder / SEGMENTATION_FILE)
-        segmentation = nodes.segmentation_node_from_label_image(self.scene, labels, "Hemorrhage")
+        segmentation = nodes.segmentation_node_from_file(self.scene, folder / SEGMENTATION_FILE, "Hemorrhage")
         if referenceVolumeNode is not None:
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
         summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).exists() else {}

@@ -2,16 +2,23 @@
 
 The computation is in the core (:mod:`segtransfer.sparse4d`); this module moves the sequence and
 its labelled phases between MRML nodes and the core, shows the LV volume curve with ED/ES and EF,
-and exports the pair.
+and exports the pair: the panel runs ``segtransfer sparse4d export`` in a background process
+(resampling 20 phases takes a while), :meth:`SegTransferSparse4DLogic.export` does the same in-process.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from SegTransferLib import nodes
+from SegTransferLib import dependencies, nodes
 from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
+from SegTransferLib.process import CLIProcess
+
+SERIES_FOLDER = "series"
 
 
 class SegTransferSparse4D(ScriptedLoadableModule):
@@ -31,8 +38,12 @@ class SegTransferSparse4D(ScriptedLoadableModule):
 
 class SegTransferSparse4DWidget(ModuleWidget):
     def connect(self):
+        from SegTransferLib.widgets import ProcessMonitor
+
+        self.monitor = ProcessMonitor(self.ui.progressBar, self.ui.logText, self.ui.applyButton, self.ui.cancelButton)
         self.ui.curveButton.connect("clicked(bool)", self.onCurve)
-        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.applyButton.connect("clicked(bool)", self.onExport)
+        self.ui.loadPairButton.connect("clicked(bool)", self.onLoadPair)
 
     def _phaseArgs(self):
         ed, es = self.ui.edSpinBox.value, self.ui.esSpinBox.value
@@ -44,21 +55,54 @@ class SegTransferSparse4DWidget(ModuleWidget):
             summary, table = self.logic.volumeCurve(self.ui.imageSequenceSelector.currentNode(), self.ui.labelSequenceSelector.currentNode(), ed, es)
             ef = "n/a" if summary.ejection_fraction is None else f"{100 * summary.ejection_fraction:.1f} %"
             self.ui.summaryLabel.text = f"ED phase {summary.choice.ed_index}, ES phase {summary.choice.es_index} ({summary.choice.method}); EF {ef}"
+            self.showTable(table)
+
+    def _pairFolder(self):
+        imageSequence = self.ui.imageSequenceSelector.currentNode()
+        name = imageSequence.GetName() if imageSequence is not None else "sparse4d"
+        return str(Path(self.ui.outputDirectoryButton.directory) / self.logic.safeName(name))
 
     def onExport(self):
-        with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
+        if not self.ensureDependencies(dependencies.SPARSE4D):
+            return
+        with slicer.util.tryWithErrorDisplay("Export could not start.", waitCursor=True):
             ed, es = self._phaseArgs()
-            pair = self.logic.export(
+            folder = self._pairFolder()
+            process = self.logic.start(
                 self.ui.imageSequenceSelector.currentNode(),
                 self.ui.labelSequenceSelector.currentNode(),
-                self.ui.outputDirectoryButton.directory,
+                folder,
                 spacing_mm=self.ui.spacingSpinBox.value,
                 crop_margin_mm=self.ui.cropSpinBox.value if self.ui.cropCheckBox.checked else None,
                 cleanup_radius=self.ui.cleanupSpinBox.value if self.ui.cleanupCheckBox.checked else None,
                 ed_index=ed,
                 es_index=es,
             )
-            self.ui.summaryLabel.text = f"Exported {pair.n_phases} phases; labelled: {pair.labelled_phases()}"
+
+            def exported(_process):
+                self.ui.summaryLabel.text = self.logic.pairSummary(folder)
+
+            self.monitor.start(process, exported)
+
+    def onLoadPair(self):
+        with slicer.util.tryWithErrorDisplay("Loading the pair failed.", waitCursor=True):
+            folder = self._pairFolder()
+            images, labels = self.logic.loadPair(folder, Path(folder).name)
+            self.ui.summaryLabel.text = self.logic.pairSummary(folder)
+            self._browse(images, labels)
+
+    def _browse(self, images, labels):
+        """Show the loaded sequences in the slice views through a sequence browser; on an unlabelled phase
+        the label layer is empty (the phase is unlabelled, not background)."""
+        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{images.GetName()} browser")
+        browser.AddSynchronizedSequenceNode(images)
+        if labels is not None:
+            browser.AddSynchronizedSequenceNode(labels)
+            browser.SetMissingItemMode(labels, slicer.vtkMRMLSequenceBrowserNode.MissingItemSetToDefault)
+        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+        slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
+        labelProxy = browser.GetProxyNode(labels) if labels is not None else None
+        slicer.util.setSliceViewerLayers(background=browser.GetProxyNode(images), label=labelProxy, fit=True)
 
 
 class SegTransferSparse4DLogic(SceneLogic):
@@ -105,6 +149,46 @@ class SegTransferSparse4DLogic(SceneLogic):
         pair = build_sparse4d(series, study_id=imageSequenceNode.GetName(), where=imageSequenceNode.GetName(), **options)
         write_sparse4d(pair, outputFolder)
         return pair
+
+    @staticmethod
+    def safeName(name):
+        """A node name as a folder name (letters, digits, ``-``, ``_``, ``.``; others become ``_``)."""
+        cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+        return cleaned or "sparse4d"
+
+    def start(self, imageSequenceNode, labelSequenceNode, outputFolder, spacing_mm=1.0, crop_margin_mm=None,
+              cleanup_radius=None, ed_index=None, es_index=None, workFolder=None):
+        """Write the sequence (and its labelled phases) as a series folder to ``workFolder`` (a new temporary
+        folder by default, removed when the process ends) and start ``segtransfer sparse4d export`` on it in a
+        background process that writes the pair into ``outputFolder``.  Returns the :class:`CLIProcess`."""
+        from segtransfer.io import write_series4d
+
+        if not outputFolder:
+            raise ValueError("Choose an output folder.")
+        if (ed_index is None) != (es_index is None):
+            raise ValueError("Give both the ED and the ES phase, or neither.")
+        series = self.seriesFromNodes(imageSequenceNode, labelSequenceNode)
+        work = Path(workFolder or tempfile.mkdtemp(prefix="segtransfer-sparse4d-"))
+        write_series4d(series, work / SERIES_FOLDER)
+        args = ["sparse4d", "export", str(work / SERIES_FOLDER), "--out", str(outputFolder),
+                "--spacing", f"{float(spacing_mm):g}", "--study-id", imageSequenceNode.GetName()]
+        if crop_margin_mm is not None:
+            args += ["--crop-margin", f"{float(crop_margin_mm):g}"]
+        if cleanup_radius is not None:
+            args += ["--cleanup-radius", f"{float(cleanup_radius):g}"]
+        if ed_index is not None:
+            args += ["--ed", str(int(ed_index)), "--es", str(int(es_index))]
+        return CLIProcess(args, temporary=[] if workFolder else [work])
+
+    @staticmethod
+    def pairSummary(folder):
+        """One line about an exported pair: phases, labelled phases, ED/ES and EF (from its record)."""
+        from segtransfer.sparse4d import inspect_sparse4d
+
+        record = inspect_sparse4d(folder)
+        ef = record.get("ejection_fraction")
+        return (f"{record['n_phases']} phases, labelled {record['labelled_phases']}; ED {record.get('ed_index')}, "
+                f"ES {record.get('es_index')}; EF {'n/a' if ef is None else f'{100 * ef:.1f} %'}")
 
     def loadPair(self, folder, name="sparse4d"):
         """Load an exported pair as sequences: images for every phase, labels for the labelled phases only

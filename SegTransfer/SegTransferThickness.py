@@ -8,15 +8,16 @@ outputs: the epicardial surface as a model coloured by ``thickness_mm`` and the 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule
 
-from SegTransferLib import nodes
-from SegTransferLib.process import CLIProcess
+from SegTransferLib import dependencies, nodes
 from SegTransferLib.module import ModuleTest, ModuleWidget, SceneLogic, describe
+from SegTransferLib.process import CLIProcess
 
 THICKNESS_ARRAY = "thickness_mm"
 
@@ -53,13 +54,19 @@ class SegTransferThicknessWidget(ModuleWidget):
             if matches:
                 box.currentIndex = matches[0]
 
+    @staticmethod
+    def _segmentId(box):
+        return box.itemData(box.currentIndex) if box.currentIndex >= 0 else None
+
     def onApply(self):
+        if not self.ensureDependencies(dependencies.THICKNESS):
+            return
         with slicer.util.tryWithErrorDisplay("Thickness could not start.", waitCursor=True):
             out = self.ui.resultsDirectoryButton.directory
             process = self.logic.start(
                 self.ui.segmentationSelector.currentNode(),
-                self.ui.poolSegmentComboBox.currentData,
-                self.ui.wallSegmentComboBox.currentData,
+                self._segmentId(self.ui.poolSegmentComboBox),
+                self._segmentId(self.ui.wallSegmentComboBox),
                 self.ui.referenceSelector.currentNode(),
                 out,
                 method="eulerian" if self.ui.eulerianCheckBox.checked else "streamline",
@@ -107,16 +114,21 @@ class SegTransferThicknessLogic(SceneLogic):
     def start(self, segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode, outputFolder,
               method="streamline", streamlines=False):
         """Write the 0/1/2 label map to a temporary folder and start ``segtransfer thickness compute`` on it in
-        a background process writing into ``outputFolder``; returns the running :class:`CLIProcess`."""
+        a background process writing into ``outputFolder``; returns the running :class:`CLIProcess` (the
+        temporary folder is removed when it ends)."""
         if not outputFolder:
             raise ValueError("Choose an output folder.")
         work = Path(tempfile.mkdtemp(prefix="segtransfer-thickness-"))
-        labels = self.writeLabels(segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode, work / "labels.nii.gz")
+        try:
+            labels = self.writeLabels(segmentationNode, poolSegmentId, myocardiumSegmentId, referenceVolumeNode, work / "labels.nii.gz")
+        except Exception:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         args = ["thickness", "compute", str(labels), "--out", str(outputFolder), "--method", method,
                 "--study-id", segmentationNode.GetName()]
         if streamlines:
             args.append("--streamlines")
-        return CLIProcess(args)
+        return CLIProcess(args, temporary=[work])
 
     def loadResults(self, folder):
         """Load a thickness output folder: every ``*.vtk`` surface as a model coloured by ``thickness_mm``

@@ -1,4 +1,6 @@
-"""Base classes shared by the five SegTransfer modules (the parts every module file would repeat)."""
+"""Base classes shared by the SegTransfer modules (the parts every module file would repeat).
+
+Needs the Slicer application for the Widget; the Logic base runs on any MRML scene (slicer-core too)."""
 
 from __future__ import annotations
 
@@ -55,13 +57,26 @@ class ModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def connect(self):
         """Connect the panel's signals (each module overrides this)."""
 
+    def ensureDependencies(self, requirements: dict[str, str]) -> bool:
+        """Before running a capability: offer to install the Python packages it needs (see
+        :mod:`SegTransferLib.dependencies`).  False when something is still missing."""
+        from .dependencies import install_missing
+
+        return install_missing(requirements, lambda message: slicer.util.confirmOkCancelDisplay(message, "SegTransfer"))
+
     def cleanup(self):
         self.removeObservers()
 
     def showTable(self, tableNode):
-        """Show a table node in the application's table view."""
+        """Show a table node in a table view (switching to a layout that has one)."""
+        layoutManager = slicer.app.layoutManager()
+        layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
+
+    def showChart(self, chartNode):
+        """Show a plot chart node in a plot view (switching to a layout that has one)."""
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
 
 
 class ModuleTest(ScriptedLoadableModuleTest):

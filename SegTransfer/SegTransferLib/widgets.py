@@ -1,7 +1,8 @@
-"""Qt helpers shared by the module widgets (application only; the logic they drive is tested elsewhere).
+"""Qt helpers shared by the module widgets (application only; the process runner they drive is tested
+without Qt in ``Testing/slicer/test_process.py``).
 
 :class:`ProcessMonitor` polls a :class:`~SegTransferLib.process.CLIProcess` from a ``qt.QTimer``,
-shows its progress and log, and reports completion; its ``cancel`` kills the process tree.
+shows its progress and log, reports the outcome, and its Cancel button kills the process tree.
 """
 
 from __future__ import annotations
@@ -22,37 +23,42 @@ class ProcessMonitor:
         self.timer.setInterval(interval_ms)
         self.timer.connect("timeout()", self._poll)
         self.process: CLIProcess | None = None
-        self.onFinished = None
+        self.onSuccess = None
         self.cancelButton.connect("clicked(bool)", lambda _checked=False: self.cancel())
         self.cancelButton.enabled = False
 
-    def start(self, process: CLIProcess, onFinished) -> None:
-        """Watch ``process``; ``onFinished(process)`` is called once it ends with exit code 0."""
-        self.process, self.onFinished = process, onFinished
+    def start(self, process: CLIProcess, onSuccess) -> None:
+        """Watch ``process``; ``onSuccess(process)`` loads the results once it ends with exit code 0
+        (before the process's temporary files are removed)."""
+        self.process, self.onSuccess = process, onSuccess
+        process.onProgress = self._progress
+        process.onLog = self.logBox.appendPlainText
+        process.onFinished = self._finished
         self.progressBar.setValue(0)
+        self.progressBar.setFormat("%p%")
         self.logBox.clear()
         self.logBox.appendPlainText(" ".join(process.command))
         self.applyButton.enabled, self.cancelButton.enabled = False, True
         self.timer.start()
 
+    def _progress(self, fraction: float, message: str) -> None:
+        self.progressBar.setValue(int(round(100 * fraction)))
+        self.progressBar.setFormat(f"%p% {message}")
+
     def _poll(self) -> None:
-        update = self.process.poll()
-        if update.progress is not None:
-            self.progressBar.setValue(int(round(100 * update.progress)))
-            self.progressBar.setFormat(f"%p% {update.message}")
-        for line in update.log:
-            self.logBox.appendPlainText(line)
-        if update.returncode is None:
-            return
+        if self.process is not None:
+            self.process.poll()  # calls _progress, the log box and, at the end, _finished
+
+    def _finished(self, returncode: int) -> None:
         self.timer.stop()
         self.applyButton.enabled, self.cancelButton.enabled = True, False
         if self.process.cancelled:
             self.logBox.appendPlainText("Cancelled.")
-        elif update.returncode != 0:
+        elif returncode != 0:
             slicer.util.errorDisplay(f"SegTransfer failed: {self.process.error_summary()}")
         else:
             with slicer.util.tryWithErrorDisplay("Loading the results failed.", waitCursor=True):
-                self.onFinished(self.process)
+                self.onSuccess(self.process)
 
     def cancel(self) -> None:
         if self.process is not None and self.process.running:
