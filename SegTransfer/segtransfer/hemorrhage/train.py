@@ -6,7 +6,9 @@ their centres are stored).  Continuous Dice loss (MONAI ``DiceLoss`` with sigmoi
 source study's convergence rule: stop when the best validation loss has improved by less than
 ``min_delta`` (1e-4) over the last ``patience`` (10) epochs, or at ``max_epochs``.
 
-The epoch step (:func:`train_epoch`) is the unit multi-site training reuses.  Checkpoints are
+:func:`prepare_site` (preprocess a site's cases, draw patches, split by case) and :func:`run_epoch`
+(one seeded training epoch plus validation) are the pieces multi-site training reuses
+(``segtransfer.multisite``): the same step runs in single-site training and at each site.  Checkpoints are
 safetensors (weights, Adam state) plus JSON (epoch, history), written atomically after every
 epoch; all randomness of an epoch is derived from ``(seed, epoch)``, so a run resumed after a crash
 continues exactly as an uninterrupted one.
@@ -14,9 +16,6 @@ continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +26,22 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError
-from ..io import atomic_dir, check_same_grid, read_image, read_labels
+from ..checkpoints import (  # the checkpoint folder (rewritten whole, atomically, each epoch) is shared with the cardiac loop
+    BEST_WEIGHTS,
+    CHECKPOINT_FILES,
+    CHECKPOINT_OPTIMIZER,
+    CHECKPOINT_STATE,
+    CHECKPOINT_WEIGHTS,
+    LOG,
+    check_checkpoint_folder,
+    history_csv,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ..io import check_same_grid, read_image, read_labels
 from ..progress import ProgressCallback, print_progress
 from .network import description as model_description
 from .preprocess import model_input, preprocess
-
-CHECKPOINT_WEIGHTS = "checkpoint_weights.safetensors"
-CHECKPOINT_OPTIMIZER = "checkpoint_optimizer.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
-BEST_WEIGHTS = "best_weights.safetensors"
-LOG = "training_log.csv"
-#: Everything the checkpoint folder holds; it is rewritten whole (atomically) after every epoch.
-CHECKPOINT_FILES = (CHECKPOINT_WEIGHTS, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE, BEST_WEIGHTS, LOG)
 
 
 @dataclass
@@ -129,6 +132,59 @@ def evaluate(network, loss_fn, x: np.ndarray, y: np.ndarray, batch_size: int = 6
     return sum(losses) / len(x), (2 * inter / total if total else 1.0)
 
 
+@dataclass
+class SitePatches:
+    """One site's training material: patches ``[n, 1, size, size]`` (float32 inputs, 0/1 targets) for
+    training and validation, and the scans each split came from."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    train_scans: list[str]
+    val_scans: list[str]
+
+
+def prepare_site(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], *, patch_size: int, positives: int, negatives: int,
+                 validation_fraction: float, seed: int, progress: ProgressCallback | None = None) -> SitePatches:
+    """Read and preprocess ``cases`` (name, CT, 0/1 mask as images or paths), draw patch centres and
+    split by case into training and validation (``validation_fraction``, at least one case each).
+    Deterministic from ``seed``."""
+    progress = progress or print_progress
+    if len(cases) < 2:
+        raise InputError("training cases", f"need at least 2 cases (training and validation), got {len(cases)}")
+    rng = np.random.default_rng(seed)
+    volumes = []
+    for n, (name, image, mask) in enumerate(cases):
+        progress(0.05 * n / len(cases), f"preprocessing {name}")
+        img = read_image(image) if isinstance(image, (str, Path)) else image
+        msk = read_labels(mask).image if isinstance(mask, (str, Path)) else mask
+        volumes.append(prepare(img, msk, name, positives, negatives, rng))
+    n_val = max(1, int(round(validation_fraction * len(volumes))))
+    order = rng.permutation(len(volumes))
+    val_vols, train_vols = [volumes[i] for i in order[:n_val]], [volumes[i] for i in order[n_val:]]
+    x_train, y_train = patches(train_vols, patch_size)
+    x_val, y_val = patches(val_vols, patch_size)
+    return SitePatches(x_train, y_train, x_val, y_val, [v.name for v in train_vols], [v.name for v in val_vols])
+
+
+def dice_loss():
+    """The training loss: continuous Dice over the whole batch (MONAI), sigmoid output; batch-wise because
+    negative patches have empty targets."""
+    from monai.losses import DiceLoss
+
+    return DiceLoss(sigmoid=True, batch=True)
+
+
+def run_epoch(network, optimizer, loss_fn, data: SitePatches, batch_size: int, seed: int, epoch: int) -> dict:
+    """Training epoch number ``epoch`` (1-based) on ``data`` followed by validation; all randomness comes
+    from ``(seed, epoch)``.  Returns ``{"epoch", "train_loss", "val_loss", "val_dice"}``."""
+    torch.manual_seed(seed * 100003 + epoch)
+    train_loss = train_epoch(network, optimizer, loss_fn, data.x_train, data.y_train, batch_size, np.random.default_rng([seed, epoch]))
+    val_loss, val_dice = evaluate(network, loss_fn, data.x_val, data.y_val)
+    return {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice}
+
+
 def converged(val_losses: list[float], patience: int, min_delta: float) -> bool:
     """The study's rule: the best validation loss improved by less than ``min_delta`` over the last ``patience`` epochs."""
     if len(val_losses) <= patience:
@@ -137,63 +193,9 @@ def converged(val_losses: list[float], patience: int, min_delta: float) -> bool:
 
 
 def _save_checkpoint(folder: Path, network, optimizer, state: dict, best_weights: dict) -> None:
-    """Write the epoch's checkpoint: weights, Adam state, best weights so far, ``state`` (epoch,
-    history, settings) and the CSV log, all into a temporary folder that then replaces ``folder``, so
-    a crash at any moment leaves either the previous epoch's checkpoint or this one, never a mix."""
-    from safetensors.torch import save_file
-
-    opt = optimizer.state_dict()
-    tensors = {f"{pid}.{name}": value.contiguous() for pid, s in opt["state"].items() for name, value in s.items() if torch.is_tensor(value)}
-    with atomic_dir(folder) as tmp:
-        save_file({k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}, str(tmp / CHECKPOINT_WEIGHTS))
-        save_file(tensors, str(tmp / CHECKPOINT_OPTIMIZER))
-        save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / BEST_WEIGHTS))
-        (tmp / LOG).write_text(_log_csv(state["history"]), encoding="utf-8")
-        (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def _check_checkpoint_folder(folder: Path, resume: bool, settings: dict) -> bool:
-    """Whether ``folder`` holds a checkpoint to resume.  Refuses a folder with other files (it is
-    replaced whole after every epoch), an earlier run's checkpoint without ``resume`` (that would
-    discard it), and resuming with other training settings than the checkpoint's."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(folder, "checkpoint folder exists and is not a folder")
-    if not folder.is_dir():
-        return False
-    others = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES)
-    if others:
-        raise InputError(folder, f"checkpoint folder holds other files ({', '.join(others[:3])}); choose a new folder")
-    if not (folder / CHECKPOINT_STATE).is_file():
-        return False
-    if not resume:
-        raise InputError(folder, "holds the checkpoint of an earlier run: resume it (--resume) or choose another checkpoint folder")
-    try:
-        saved = json.loads((folder / CHECKPOINT_STATE).read_text()).get("settings")
-    except ValueError:
-        raise InputError(folder / CHECKPOINT_STATE, "corrupt checkpoint state (not JSON)") from None
-    if saved is not None and saved != settings:
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-        raise InputError(folder, f"checkpoint was written with other settings ({', '.join(changed)}); resume with the same ones")
-    return True
-
-
-def _load_checkpoint(folder: Path, network, optimizer) -> dict:
-    from safetensors.torch import load_file
-
-    state = json.loads((folder / CHECKPOINT_STATE).read_text())
-    network.load_state_dict(load_file(str(folder / CHECKPOINT_WEIGHTS)))
-    tensors = load_file(str(folder / CHECKPOINT_OPTIMIZER))
-    opt = optimizer.state_dict()
-    restored = {}
-    for key, value in tensors.items():
-        pid, name = key.split(".", 1)
-        restored.setdefault(int(pid), {})[name] = value
-    for pid, s in restored.items():
-        if "step" in s and s["step"].ndim == 0:
-            s["step"] = s["step"].float()
-    opt["state"] = restored
-    optimizer.load_state_dict(opt)
-    return state
+    """Write the epoch's checkpoint (weights, Adam state, best weights, state JSON, CSV log) atomically;
+    see :mod:`segtransfer.checkpoints`."""
+    save_checkpoint(folder, network, optimizer, state, best_weights, _log_csv(state["history"]))
 
 
 def load_cases(folder: str | os.PathLike) -> list[tuple[str, Path, Path]]:
@@ -223,49 +225,33 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
     (``validation_fraction``, at least one case each).  ``checkpoint_dir`` (default ``out`` + ``.checkpoints``)
     holds the per-epoch checkpoint and the CSV log; ``resume`` continues from it.
     """
-    from monai.losses import DiceLoss
-
     from ..models import ModelPackage, build_network, save_package
 
     progress = progress or print_progress
     if len(cases) < 2:
         raise InputError("training cases", f"need at least 2 cases (training and validation), got {len(cases)}")
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    volumes = []
-    for n, (name, image, mask) in enumerate(cases):
-        progress(0.05 * n / len(cases), f"preprocessing {name}")
-        img = read_image(image) if isinstance(image, (str, Path)) else image
-        msk = read_labels(mask).image if isinstance(mask, (str, Path)) else mask
-        volumes.append(prepare(img, msk, name, positives, negatives, rng))
-    n_val = max(1, int(round(validation_fraction * len(volumes))))
-    order = rng.permutation(len(volumes))
-    val_vols, train_vols = [volumes[i] for i in order[:n_val]], [volumes[i] for i in order[n_val:]]
-    x_train, y_train = patches(train_vols, patch_size)
-    x_val, y_val = patches(val_vols, patch_size)
+    data = prepare_site(cases, patch_size=patch_size, positives=positives, negatives=negatives,
+                        validation_fraction=validation_fraction, seed=seed, progress=progress)
     desc = model_description()
     network = build_network(desc)
     if initial_weights is not None:
         network.load_state_dict(initial_weights)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    loss_fn = DiceLoss(sigmoid=True, batch=True)  # Dice over the whole batch: negative patches have empty targets
+    loss_fn = dice_loss()
     ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(str(out) + ".checkpoints")
     settings = {"cases": [name for name, _, _ in cases], "seed": seed, "patch_size": patch_size, "positives": positives,
                 "negatives": negatives, "validation_fraction": validation_fraction, "lr": lr, "batch_size": batch_size}
     state = {"epoch": 0, "history": [], "best_val_loss": None, "settings": settings}
     best_weights = {k: v.clone() for k, v in network.state_dict().items()}
-    if _check_checkpoint_folder(ckpt, resume, settings):
-        from safetensors.torch import load_file
-
-        state = _load_checkpoint(ckpt, network, optimizer)
-        best_weights = load_file(str(ckpt / BEST_WEIGHTS))
+    if check_checkpoint_folder(ckpt, resume, settings):
+        state, best_weights = load_checkpoint(ckpt, network, optimizer)
         progress(0.05, f"resumed after epoch {state['epoch']}")
     while state["epoch"] < max_epochs and not converged([h["val_loss"] for h in state["history"]], patience, min_delta):
         epoch = state["epoch"] + 1
-        torch.manual_seed(seed * 100003 + epoch)
-        train_loss = train_epoch(network, optimizer, loss_fn, x_train, y_train, batch_size, np.random.default_rng([seed, epoch]))
-        val_loss, val_dice = evaluate(network, loss_fn, x_val, y_val)
-        state["history"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice})
+        record = run_epoch(network, optimizer, loss_fn, data, batch_size, seed, epoch)
+        train_loss, val_loss, val_dice = record["train_loss"], record["val_loss"], record["val_dice"]
+        state["history"].append(record)
         state["epoch"] = epoch
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
             state["best_val_loss"] = val_loss
@@ -276,7 +262,7 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
     card = {
         "name": desc["name"], "provenance": {"site": site, "trained_with": "segtransfer hemorrhage train"},
         "intended_use": "Segmentation of intracranial hemorrhage on head CT.",
-        "training_data": {"scans": len(train_vols), "validation_scans": len(val_vols), "patches": int(len(x_train)),
+        "training_data": {"scans": len(data.train_scans), "validation_scans": len(data.val_scans), "patches": int(len(data.x_train)),
                           "patch_size": patch_size, "positives_per_scan": positives, "negatives_per_scan": negatives},
         "validation": {"best_epoch": best["epoch"], "val_loss": best["val_loss"], "val_patch_dice": best["val_dice"]},
         "training": {"optimizer": "Adam", "lr": lr, "loss": "continuous Dice (sigmoid)", "epochs": state["epoch"], "seed": seed,
@@ -288,8 +274,4 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
 
 
 def _log_csv(history: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["epoch", "train_loss", "val_loss", "val_dice"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buf.getvalue()
+    return history_csv(history, ["epoch", "train_loss", "val_loss", "val_dice"])
