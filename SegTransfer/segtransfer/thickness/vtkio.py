@@ -61,3 +61,62 @@ def write_polylines(path: str | os.PathLike, lines_lps: list[np.ndarray], arrays
     with atomic_path(path) as tmp:
         tmp.write_bytes(_header(title) + _points(points) + _cells("LINES", cells) + _point_data(len(points), arrays or {}))
     return Path(path)
+
+
+def read_surface(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Read a surface written by :func:`write_surface`: ``(points (n, 3) LPS mm, triangles (m, 3),
+    {array name: per-vertex values})``.  Only this module's binary legacy layout is understood; any
+    other file is an ``InputError`` naming it."""
+    from ..errors import InputError
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(p, f"cannot be read ({exc.strerror or exc})") from None
+    pos = 0
+
+    def line() -> str:
+        nonlocal pos
+        end = data.index(b"\n", pos)
+        text, pos = data[pos:end].decode("ascii", "replace").strip(), end + 1
+        return text
+
+    def block(count: int, dtype: str) -> np.ndarray:
+        nonlocal pos
+        size = count * np.dtype(dtype).itemsize
+        if pos + size > len(data):
+            raise ValueError("truncated array")
+        values, pos = np.frombuffer(data[pos:pos + size], dtype=dtype).copy(), pos + size + 1
+        return values
+
+    try:
+        if not line().startswith("# vtk DataFile"):
+            raise ValueError("no VTK header")
+        line()
+        if line() != "BINARY" or line() != "DATASET POLYDATA":
+            raise ValueError("not binary polydata")
+        head = line().split()
+        if head[0] != "POINTS":
+            raise ValueError("no POINTS")
+        points = block(int(head[1]) * 3, ">f4").reshape(-1, 3).astype(float)
+        head = line().split()
+        if head[0] != "POLYGONS":
+            raise ValueError("no POLYGONS")
+        flat = block(int(head[2]), ">i4").reshape(-1, 4) if int(head[1]) else np.zeros((0, 4), int)
+        if flat.size and np.any(flat[:, 0] != 3):
+            raise ValueError("polygons that are not triangles")
+        triangles = flat[:, 1:].astype(int)
+        arrays: dict[str, np.ndarray] = {}
+        if pos < len(data):
+            head = line().split()
+            if head and head[0] == "POINT_DATA":
+                while pos < len(data):
+                    spec = line().split()
+                    if not spec:
+                        continue
+                    line()  # LOOKUP_TABLE default
+                    arrays[spec[1]] = block(len(points), ">f4").astype(float)
+    except (ValueError, IndexError) as exc:
+        raise InputError(p, f"not a SegTransfer VTK surface ({exc})") from None
+    return points, triangles, arrays
