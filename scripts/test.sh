@@ -10,4 +10,9 @@ if [ ! -f "$cranium" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq invesalius-examples) >/dev/null 2>&1 \
     || echo "note: invesalius-examples not installed; the real head CT test will be skipped" >&2
 fi
+# A real headless browser for the review-report test (Debian's chromium); skipped where it cannot be installed.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || echo "note: chromium not installed; the browser test of the review report will be skipped" >&2
+fi
 exec .venv/bin/python -m pytest Testing "$@"

@@ -1,0 +1,190 @@
+"""Batch over phantom studies with one broken study, the review report in a real headless browser,
+re-runs that skip finished studies, manifests, and the AHA segment geometry of the bullseye."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from segtransfer.batch import discover, read_manifest
+from segtransfer.cli import main
+from segtransfer.errors import InputError
+from segtransfer.io import read_labels, same_grid
+from segtransfer.io.dicom_seg import read_dicom_seg
+from segtransfer.io.dicom_series import write_dicom_series
+from segtransfer.phantoms import head_ct
+from segtransfer.review.figures import aha_segments, segment_means
+from segtransfer.thickness.vtkio import read_surface
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _rows(path: Path) -> dict[str, dict]:
+    with open(path, newline="") as f:
+        return {r["study"]: r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """Three studies: a small 8-phase LV series with annotation defects, a head CT (unseen site) as a
+    DICOM series, and a corrupt file; the batch runs with --dicom-seg."""
+    root = tmp_path_factory.mktemp("batch")
+    studies = root / "studies"
+    studies.mkdir()
+    assert main(["phantom", "lv", "--out", str(studies / "lv01"), "--seed", "2", "--defects", "--phases", "8",
+                 "--spacing", "2", "2", "2.5"]) == 0
+    head = head_ct(seed=5, site="site_c")
+    write_dicom_series(head.image, studies / "head01")
+    (studies / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip NIfTI")
+    out = root / "out"
+    proc = subprocess.run([sys.executable, "-m", "segtransfer", "batch", str(studies), "--out", str(out), "--dicom-seg"],
+                          capture_output=True, text=True, timeout=600)
+    return {"root": root, "studies": studies, "out": out, "proc": proc, "head": head,
+            "lv_truth": json.loads((studies / "lv01" / "truth.json").read_text())["truth"]}
+
+
+def test_batch_finishes_the_good_studies_and_reports_the_broken_one(batch):
+    proc, out = batch["proc"], batch["out"]
+    assert proc.returncode == 1, proc.stderr  # some study failed
+    rows = _rows(out / "results.csv")
+    assert set(rows) == {"lv01", "head01", "broken"}
+    assert rows["broken"]["status"] == "failed"
+    assert "broken.nii.gz" in rows["broken"]["reason"] and "cannot be read" in rows["broken"]["reason"]
+    assert not (out / "studies" / "broken").exists()  # nothing half-written for the failure
+    assert rows["lv01"]["status"] == rows["head01"]["status"] == "ok"
+    # overall progress: monotone PROGRESS lines up to 100 %
+    pct = [float(m) for m in re.findall(r"^PROGRESS (\d+(?:\.\d+)?)%", proc.stdout, re.M)]
+    assert pct and pct[-1] == 100.0 and all(b >= a for a, b in zip(pct, pct[1:]))
+    assert "failed: broken" in proc.stdout
+
+
+def test_batch_cardiac_measurements_match_the_phantom(batch):
+    truth, out = batch["lv_truth"], batch["out"]
+    rec = json.loads((out / "studies" / "lv01" / "study.json").read_text())
+    m = rec["metrics"]
+    assert (m["ed_phase"], m["es_phase"]) == (truth["ed_index"], truth["es_index"])
+    assert abs(m["ejection_fraction"] - truth["ejection_fraction"]) < 0.02
+    assert m["cleanup_voxels_changed"]["ED"] > 0 and m["cleanup_voxels_changed"]["ES"] > 0
+    assert m["sparse4d_labelled_phases"] == [truth["ed_index"], truth["es_index"]]
+    for role, phase in (("ed", truth["ed_index"]), ("es", truth["es_index"])):
+        assert abs(m[f"thickness_{role}_median_mm"] - truth["wall_thickness_mm"][phase]) < 0.75
+    # the AHA segments of the measured ED surface: axis along the phantom's long axis, apex at its apex
+    points, triangles, arrays = read_surface(out / "studies" / "lv01" / "thickness" / "phase_00_ED_epicardium.vtk")
+    assert len(triangles) > 1000 and np.isfinite(arrays["thickness_mm"]).mean() > 0.95
+    seg, info = aha_segments(points)
+    assert abs(float(np.dot(info["axis"], truth["long_axis"]))) > 0.97
+    assert np.linalg.norm(np.asarray(info["apex_mm"]) - truth["apex_mm"]) < 12.0
+    assert set(np.unique(seg)) == set(range(1, 18))  # every segment has vertices
+    means = segment_means(seg, arrays["thickness_mm"])
+    assert all(abs(v - truth["wall_thickness_mm"][0]) < 2.0 for v in means.values())
+
+
+def test_batch_head_ct_from_dicom_with_dicom_seg(batch):
+    out, head = batch["out"], batch["head"]
+    rec = json.loads((out / "studies" / "head01" / "study.json").read_text())
+    m = rec["metrics"]
+    assert m["hemorrhage_detected"] is True
+    assert abs(m["hemorrhage_ml"] - head.truth.total_volume_ml) < 0.35 * head.truth.total_volume_ml
+    mask = read_labels(out / "studies" / "head01" / "hemorrhage" / "hemorrhage.nii.gz").array() > 0
+    truth = sitk.GetArrayFromImage(head.mask) > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.6  # unseen site, shipped model
+    # the DICOM SEG references the source series and holds the same mask on its grid
+    seg = read_dicom_seg(out / "studies" / "head01" / rec["files"]["dicom_seg"], batch["studies"] / "head01")
+    assert [(s.value, s.name) for s in seg.segments] == [(1, "Hemorrhage")]
+    assert same_grid(seg.image, head.image)
+    assert np.array_equal(seg.array() > 0, mask)
+    assert _rows(out / "results.csv")["head01"]["dicom_seg"] == "dicom/hemorrhage_seg.dcm"
+
+
+def _chromium_dom(html: Path, profile: Path) -> tuple[str, str]:
+    profile.mkdir(parents=True, exist_ok=True)
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom", html.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, proc.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/test.sh installs Debian's chromium)")
+def test_report_in_headless_chromium(batch, tmp_path):
+    out = batch["out"]
+    report = out / "report.html"
+    text = report.read_text()
+    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text)  # nothing from the network: opens offline
+    dom, log = _chromium_dom(report, tmp_path / "profile")
+    assert ":CONSOLE" not in log, [line for line in log.splitlines() if ":CONSOLE" in line]  # no JS errors or console output
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    images = re.findall(r"<img [^>]*src=\"([^\"]+)\"", dom)
+    assert f'data-images-loaded="{len(images)}"' in body and 'data-images-broken="0"' in body  # naturalWidth > 0 for all
+    # every study is shown: in the summary, the two done ones with their sections, the broken one with its reason
+    for study in ("lv01", "head01", "broken"):
+        assert f'data-study="{study}"' in dom
+    assert 'id="study-lv01"' in dom and 'id="study-head01"' in dom
+    assert "failed-study" in dom and "cannot be read" in dom
+    # the figures each study should have, present and not blank
+    assert len([s for s in images if "/lv01/" in s]) == 7 and len([s for s in images if "/head01/" in s]) == 2
+    for src in images:
+        with Image.open(out / src) as im:
+            assert im.width > 100 and im.height > 100
+            assert np.asarray(im.convert("L"), float).std() > 5.0
+    # the check catches a missing image (so the assertion above can fail)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    os.remove(copy / images[0])
+    dom2, _ = _chromium_dom(copy / "report.html", tmp_path / "profile2")
+    assert 'data-images-broken="1"' in dom2 and "Image missing" in dom2
+
+
+def test_rerun_skips_finished_studies_headless_script(batch, tmp_path):
+    """scripts/batch.py (plain Python; the same under Slicer --python-script) with the same arguments."""
+    out = tmp_path / "out"
+    shutil.copytree(batch["out"], out)
+    before = (out / "studies" / "lv01" / "study.json").stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "batch.py"), "--", str(batch["studies"]), "--out", str(out),
+                           "--dicom-seg"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    rows = _rows(out / "results.csv")
+    assert rows["lv01"]["status"] == rows["head01"]["status"] == "skipped" and rows["broken"]["status"] == "failed"
+    assert rows["lv01"]["ejection_fraction"] == _rows(batch["out"] / "results.csv")["lv01"]["ejection_fraction"]
+    assert (out / "studies" / "lv01" / "study.json").stat().st_mtime_ns == before
+
+
+def test_manifest_chooses_studies_and_capabilities(batch, tmp_path):
+    studies = batch["studies"]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"study,path,kind,capabilities\nlv_wall,{studies / 'lv01'},cardiac,thickness\n"
+                        f"missing,{tmp_path / 'nowhere'},,\n")
+    found = read_manifest(manifest)
+    assert [(s.study_id, s.kind, s.capabilities) for s in found] == [("lv_wall", "cardiac", ("thickness",)), ("missing", "unknown", None)]
+    assert {s.study_id: s.kind for s in discover(studies)} == {"lv01": "cardiac", "head01": "head", "broken": "unknown"}
+    out = tmp_path / "out"
+    assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--no-report"]) == 1
+    rec = json.loads((out / "batch.json").read_text())["studies"]
+    assert rec[0]["status"] == "ok" and rec[0]["capabilities"] == ["thickness"]
+    assert not (out / "studies" / "lv_wall" / "sparse4d").exists() and (out / "studies" / "lv_wall" / "thickness").is_dir()
+    assert rec[1]["status"] == "failed" and "nowhere" in rec[1]["reason"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"study,path,kind,capabilities\nx,{studies / 'lv01'},cardiac,hemorrhage\n")
+    with pytest.raises(InputError, match="line 2.*hemorrhage"):
+        read_manifest(bad)
+
+
+def test_batch_refuses_a_foreign_output_folder(batch, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("someone's file")
+    assert main(["batch", str(batch["studies"]), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batch.json" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
