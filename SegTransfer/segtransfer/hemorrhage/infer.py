@@ -82,9 +82,10 @@ def lesions_of(mask: sitk.Image) -> list[Lesion]:
 
 
 def segment(image: sitk.Image, network: torch.nn.Module, description: dict, where: str | os.PathLike = "image",
-            progress: ProgressCallback | None = None) -> HemorrhageResult:
-    """Segment hemorrhage on a head CT (HU, any orientation); outputs on the input grid."""
-    pre: Preprocessed = preprocess(image, where)
+            progress: ProgressCallback | None = None, pre: Preprocessed | None = None) -> HemorrhageResult:
+    """Segment hemorrhage on a head CT (HU, any orientation); outputs on the input grid.  ``pre``: the
+    result of :func:`~.preprocess.preprocess` for ``image`` when it is already at hand (several models on one scan)."""
+    pre = pre if pre is not None else preprocess(image, where)
     arr = sitk.GetArrayFromImage(pre.image)
     brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
     x = model_input(arr, brain, description["input"]["intensity"])

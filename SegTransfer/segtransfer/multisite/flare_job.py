@@ -76,6 +76,14 @@ class JobSpec:
         return self
 
 
+def require_nvflare() -> None:
+    """``SegTransferError`` with the install hint when the optional ``nvflare`` extra is missing."""
+    try:
+        import nvflare  # noqa: F401
+    except ImportError:
+        raise SegTransferError("nvflare: not installed; multi-site jobs need the extra: pip install 'segtransfer[multisite]'") from None
+
+
 def check_site_name(name: str) -> str:
     """A FLARE client name: letters, digits, ``_`` and ``-``, starting with a letter or digit."""
     if not _SITE_NAME.match(name):
@@ -90,6 +98,7 @@ def build_job(spec: JobSpec, sites: dict[str, tuple[str | None, str | None]] | N
     whose sites take their folders from their own environment (``n_sites`` then gives the number of
     sites the server waits for).  ``server_output``: the server's output folder (default: its run folder).
     """
+    require_nvflare()
     from nvflare.job_config.defs import FilterType
     from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
     from nvflare.app_common.workflows.cyclic_ctl import CyclicController
@@ -196,6 +205,7 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     the summary names it, the last good global model stays in ``out/global_model``, and calling again
     with ``resume=True`` continues from that model with the rounds still to do.
     """
+    require_nvflare()
     from nvflare.recipe import SimEnv
 
     from .flare_server import GLOBAL_MODEL, GLOBAL_STATE

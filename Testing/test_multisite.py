@@ -1,0 +1,232 @@
+"""Multi-site learning on the real NVIDIA FLARE simulator with two phantom sites: cyclic weight transfer
+(with a site failing mid-round, the last good global model kept, and the run resumed) and federated
+averaging (the global model is the sample-weighted mean of the sites' models); only weights and the
+sample count leave a site; the exported job ships no code; the per-site evaluation table."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("nvflare")
+
+from segtransfer.cli import main  # noqa: E402
+from segtransfer.errors import InputError  # noqa: E402
+from segtransfer.hemorrhage import default_model_path  # noqa: E402
+from segtransfer.hemorrhage.network import description as hemorrhage_description  # noqa: E402
+from segtransfer.models import build_network, load_package  # noqa: E402
+from segtransfer.multisite import evaluation  # noqa: E402
+from segtransfer.multisite.flare_job import ALLOWED_CLASSES, JobSpec, RunIncomplete, simulate  # noqa: E402
+from segtransfer.multisite.phantom_sites import write_sites  # noqa: E402
+from segtransfer.multisite.task import get_task_kind, open_site_task  # noqa: E402
+from segtransfer.multisite.weights import initial_weights  # noqa: E402
+
+#: Small and fast: 32-pixel patches, 6 + 6 per scan.
+OPTIONS = {"patch_size": 32, "positives": 6, "negatives": 6, "batch_size": 4, "lr": 1e-3}
+QUIET = lambda *_: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sites")
+    return write_sites(root, ["site_a", "site_b"], ["site_c"], train=2, test=2, spacing=(3.0, 3.0, 8.0), progress=QUIET)
+
+
+def weights_of(path):
+    return {k: v.numpy() for k, v in load_package(path).state_dict.items()}
+
+
+def assert_only_weights_left(site_out, rounds):
+    """The audit of what left the site: one record per round, the network's full state dict (names and
+    shapes) as arrays, nothing else in the payload, and only the sample count as metadata."""
+    expected = build_network(hemorrhage_description()).state_dict()
+    status = json.loads((site_out / "status.json").read_text())
+    records = [json.loads(line) for line in (site_out / "outgoing.jsonl").read_text().splitlines()]
+    assert len(records) == rounds
+    for record, done in zip(records, status["rounds"]):
+        assert record["return_code"] == "OK" and record["data_kind"] == "WEIGHTS"
+        assert set(record["arrays"]) == set(expected)
+        for key, info in record["arrays"].items():
+            assert info["shape"] == (list(expected[key].shape) or [1]), key  # 0-d counters travel as [1]
+        assert record["non_array_data"] == []
+        assert record["meta"] == {"NUM_STEPS_CURRENT_ROUND": done["n_samples"]}
+        assert record["bytes"] == sum(max(v.numel(), 1) * v.element_size() for v in expected.values())
+
+
+def test_fedavg_global_model_is_the_sample_weighted_mean_of_the_sites(sites, tmp_path):
+    out = tmp_path / "fedavg"
+    summary = simulate(JobSpec("fedavg", rounds=1, options=OPTIONS), {"site_a": sites["site_a"], "site_b": sites["site_b"]}, out, progress=QUIET)
+    assert summary["complete"] and summary["completed_rounds"] == 1 and summary["failures"] == []
+    glob = weights_of(out / "global_model")
+    locals_ = {s: weights_of(out / "sites" / s / "local_model") for s in ("site_a", "site_b")}
+    counts = {s: json.loads((out / "sites" / s / "status.json").read_text())["rounds"][0]["n_samples"] for s in ("site_a", "site_b")}
+    assert all(n > 0 for n in counts.values())
+    start = initial_weights(hemorrhage_description(), 0)
+    total = sum(counts.values())
+    for key, value in glob.items():
+        if value.dtype.kind == "f":
+            mean = sum(counts[s] * locals_[s][key] for s in counts) / total
+            np.testing.assert_allclose(value, mean, atol=1e-6, err_msg=key)
+    # the sites trained: their models moved away from the initial global model, and apart from each other
+    key = "model.0.conv.unit0.conv.weight"
+    assert not np.allclose(locals_["site_a"][key], start[key]) and not np.allclose(locals_["site_a"][key], locals_["site_b"][key])
+    for s in ("site_a", "site_b"):
+        assert_only_weights_left(out / "sites" / s, rounds=1)
+    assert load_package(out / "global_model").sha256 == summary["global_model"]["sha256"]
+
+
+def test_cyclic_site_failing_mid_round_keeps_last_good_model_and_resumes(sites, tmp_path):
+    # site_b gets a broken case: its mask is on another grid, so its training fails in round 1
+    broken_b = tmp_path / "site_b"
+    shutil.copytree(sites["site_b"], broken_b)
+    bad = broken_b / "train" / "zz_broken"
+    bad.mkdir()
+    good_case = sorted((broken_b / "train").iterdir())[0]
+    shutil.copy(good_case / "image.nii.gz", bad / "image.nii.gz")
+    mask = sitk.ReadImage(str(good_case / "mask.nii.gz"))
+    sitk.WriteImage(mask[:, :, : mask.GetSize()[2] - 1], str(bad / "mask.nii.gz"))
+    out = tmp_path / "cyclic"
+    site_folders = {"site_a": sites["site_a"], "site_b": broken_b}
+    with pytest.raises(RunIncomplete, match=r"0 of 1 rounds completed \(site site_b failed in round 1: .*zz_broken.*--resume"):
+        simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, progress=QUIET)
+    summary = json.loads((out / "run.json").read_text())
+    assert [f["site"] for f in summary["failures"]] == ["site_b"] and not summary["complete"]
+    kept = weights_of(out / "global_model")  # the last good global model: what site_a sent, or the initial one
+    a_status = json.loads((out / "sites" / "site_a" / "status.json").read_text())
+    reference = weights_of(out / "sites" / "site_a" / "local_model") if a_status["rounds"] else initial_weights(hemorrhage_description(), 0)
+    for key in kept:
+        np.testing.assert_array_equal(kept[key].reshape(reference[key].shape), reference[key], err_msg=key)
+    kept_sha = load_package(out / "global_model").sha256
+
+    shutil.rmtree(bad)  # the site fixes its data and the run resumes from the kept model
+    summary = simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, resume=True, progress=QUIET)
+    assert summary["complete"] and summary["completed_rounds"] == 1 and len(summary["attempts"]) == 2
+    assert summary["failures"] == [] and load_package(out / "global_model").sha256 != kept_sha
+    # cyclic: the global model is the model of the last site visited, unchanged
+    glob = weights_of(out / "global_model")
+    last = [s for s in ("site_a", "site_b") if all(np.array_equal(glob[k], v) for k, v in weights_of(out / "sites" / s / "local_model").items())]
+    assert len(last) == 1
+    assert_only_weights_left(out / "sites" / "site_b", rounds=1)
+    with pytest.raises(InputError, match="already complete"):
+        simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, resume=True, progress=QUIET)
+
+
+def test_exported_job_ships_no_code_and_names_only_installed_components(tmp_path):
+    out = tmp_path / "job"
+    assert main(["multisite", "export-job", "--workflow", "cyclic", "--sites", "3", "--rounds", "4", "--out", str(out), "--option", "lr=1e-4"]) == 0
+    job = out / "segtransfer-hemorrhage-cyclic"
+    files = sorted(p.relative_to(job).as_posix() for p in job.rglob("*") if p.is_file())
+    assert files == ["app/config/config_fed_client.json", "app/config/config_fed_server.json", "meta.json"]
+    client = json.loads((job / "app/config/config_fed_client.json").read_text())
+    server = json.loads((job / "app/config/config_fed_server.json").read_text())
+    paths = [client["executors"][0]["executor"]["path"]] + [f["path"] for g in client["task_result_filters"] for f in g["filters"]]
+    paths += [c["path"] for c in server["components"]] + [w["path"] for w in server["workflows"]]
+    assert all(p in ALLOWED_CLASSES or p.startswith("nvflare.") for p in paths), paths
+    assert client["executors"][0]["executor"]["args"] == {"options": {"lr": 0.0001}}  # no site folder: each site sets its own
+    allowed = json.loads((out / "site_resources.json").read_text())["class_allow_list"]
+    assert set(ALLOWED_CLASSES) <= set(allowed)
+
+
+def test_bad_inputs_get_one_line_errors(sites, tmp_path, capsys):
+    cases = [
+        (["multisite", "simulate", "--workflow", "cyclic", "--site", f"site_a={sites['site_a']}", "--out", str(tmp_path / "o1")], "at least 2 sites"),
+        (["multisite", "simulate", "--workflow", "fedavg", "--site", "site_a", "--site", "b=x", "--out", str(tmp_path / "o2")], "expected NAME=VALUE"),
+        (["multisite", "simulate", "--workflow", "fedavg", "--site", f"a={sites['site_a']}", "--site", f"b={tmp_path / 'none'}",
+          "--out", str(tmp_path / "o3")], "data folder of site b not found"),
+        (["multisite", "simulate", "--workflow", "fedavg", "--site", f"a={sites['site_a']}", "--site", f"b={sites['site_b']}",
+          "--option", "learning_rate=1", "--out", str(tmp_path / "o4")], "unknown option"),
+        (["multisite", "simulate", "--workflow", "fedavg", "--site", f"a b={sites['site_a']}", "--site", f"b={sites['site_b']}",
+          "--out", str(tmp_path / "o5")], "site name"),
+        (["multisite", "simulate", "--workflow", "fedavg", "--site", f"a={sites['site_a']}", "--site", f"b={sites['site_b']}",
+          "--out", str(sites["site_a"])], "not empty"),
+        (["multisite", "evaluate", "--site", f"a={sites['site_a']}", "--held-out", "zz", "--single", f"m={default_model_path()}",
+          "--out", str(tmp_path / "o6")], "zz not among the sites"),
+        (["multisite", "evaluate", "--site", f"a={sites['site_a']}", "--run", f"r={tmp_path}", "--out", str(tmp_path / "o7")], "not a 'multisite simulate' run"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))
+    with pytest.raises(InputError, match="site data folder not found"):
+        open_site_task("hemorrhage", tmp_path / "missing")
+    with pytest.raises(InputError, match="unknown task kind"):
+        get_task_kind("retina")
+
+
+def _blank_package(path):
+    """A model that never predicts hemorrhage: zero weights, strongly negative output bias."""
+    from segtransfer.models import ModelPackage, save_package
+
+    network = build_network(hemorrhage_description())
+    state = {k: (v * 0 if v.dtype.is_floating_point else v) for k, v in network.state_dict().items()}
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias] = state[last_bias] - 20.0
+    network.load_state_dict(state)
+    card = {"provenance": {"site": "test"}, "intended_use": "test: predicts nothing"}
+    return save_package(ModelPackage.from_network(network, hemorrhage_description(), card), path)
+
+
+def test_evaluation_command_on_known_data(sites, tmp_path):
+    """Every model on every site (held-out included); a model that predicts nothing scores Dice 0 and
+    volume 0 on every scan; manual volumes are the masks' voxel volumes; the held-out mean and the
+    Wilcoxon test follow from the per-scan rows."""
+    _blank_package(tmp_path / "blank")
+    out = tmp_path / "table"
+    argv = ["multisite", "evaluate", *[a for s, f in sites.items() for a in ("--site", f"{s}={f}")], "--held-out", "site_c",
+            "--single", f"shipped={default_model_path()}", "--multi", f"blank={tmp_path / 'blank'}", "--out", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["evaluation.json", "per_scan.csv", "per_site.csv", "table.md", "wilcoxon.csv"]
+    ev = json.loads((out / "evaluation.json").read_text())
+    rows = ev["per_scan"]
+    assert len(rows) == 2 * 3 * 2  # models x sites x test scans
+    for r in rows:
+        case = sites[r["site"]] / "test" / r["case"]
+        mask = sitk.ReadImage(str(case / "mask.nii.gz"))
+        voxels = int(sitk.GetArrayViewFromImage(mask).sum())
+        assert r["manual_ml"] == pytest.approx(voxels * np.prod(mask.GetSpacing()) / 1000.0)
+        truth = json.loads((case / "truth.json").read_text())["total_volume_ml"]
+        assert r["manual_ml"] == pytest.approx(truth, rel=0.35)  # the phantom's analytic volume, at 3 x 3 x 8 mm voxels
+        if r["model"] == "blank":
+            assert r["dice"] == 0.0 and r["predicted_ml"] == 0.0
+    shipped = [r for r in rows if r["model"] == "shipped"]
+    assert np.mean([r["dice"] for r in shipped]) > 0.2  # the shipped model finds hemorrhage even at this coarse spacing
+    site_c = [r["dice"] for r in shipped if r["site"] == "site_c"]
+    assert ev["held_out_mean"]["shipped"]["dice_mean"] == pytest.approx(np.mean(site_c))
+    assert ev["held_out_mean"]["blank"]["dice_mean"] == 0.0
+    [w] = ev["wilcoxon"]
+    assert (w["multi_site"], w["single_site"], w["scans"]) == ("blank", "shipped", 2)
+    assert w["median_dice_difference"] == pytest.approx(-np.median(site_c))
+    table = (out / "table.md").read_text()
+    assert "site_c (held out) Dice" in table and "| blank | multi-site | 0.000 ± 0.000" in table
+    assert main(argv) == 2  # the output folder is not overwritten
+
+
+def test_table_statistics_on_known_numbers():
+    """Per-site means, Pearson r of volumes and the exact Wilcoxon p on hand-made per-scan results."""
+    models = [evaluation.ModelEntry("msl", default_model_path(), "multi-site"), evaluation.ModelEntry("ssl", default_model_path(), "single-site")]
+    ev = evaluation.Evaluation(["a", "h1", "h2"], ["h1", "h2"], models)
+    for n, site in enumerate(ev.sites):
+        for i in range(3):
+            manual = 2.0 + 3.0 * i
+            ev.per_scan.append({"model": "msl", "site": site, "case": f"c{i}", "dice": 0.8, "predicted_ml": 1.5 * manual + 1.0, "manual_ml": manual})
+            ev.per_scan.append({"model": "ssl", "site": site, "case": f"c{i}", "dice": 0.5 + 0.05 * i + 0.01 * n, "predicted_ml": 0.0 if i == 0 else manual,
+                                "manual_ml": manual})
+    evaluation.summarise(ev)
+    msl_a = ev.site_row("msl", "a")
+    assert msl_a["dice_mean"] == pytest.approx(0.8) and msl_a["dice_sd"] == pytest.approx(0.0) and msl_a["pearson_r"] == pytest.approx(1.0)
+    ssl_h1 = ev.site_row("ssl", "h1")
+    assert ssl_h1["dice_mean"] == pytest.approx(0.56) and ssl_h1["dice_sd"] == pytest.approx(0.05)
+    assert ssl_h1["pearson_r"] == pytest.approx(np.corrcoef([0.0, 5.0, 8.0], [2.0, 5.0, 8.0])[0, 1])
+    assert ev.held_out_mean["ssl"]["dice_mean"] == pytest.approx(0.565)
+    [w] = ev.wilcoxon
+    assert w["scans"] == 6 and w["median_dice_difference"] == pytest.approx(0.235)
+    assert w["p"] == pytest.approx(2 / 2**6)  # exact two-sided p: all 6 differences positive
+    table = evaluation.markdown_table(ev)
+    assert "| msl | multi-site | **0.800 ± 0.000** | 1.00 |" in table and "0.0312" in table
+    assert not math.isnan(ev.held_out_mean["msl"]["pearson_r"])
