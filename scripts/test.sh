@@ -3,7 +3,7 @@
 # Usage: scripts/test.sh [pytest options]   (slow tests: scripts/test.sh -m slow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh test,slicer
+bash scripts/setup_env.sh test,slicer,multisite
 # A real head CT for the hemorrhage tests (Debian's invesalius-examples); skipped where it cannot be installed.
 cranium=/usr/share/doc/invesalius-examples/examples/Cranium.inv3
 if [ ! -f "$cranium" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
