@@ -1,162 +1,158 @@
-"""The end-to-end demo (the main job): phantoms with known truth through every capability.
+"""The end-to-end demo (the main job): a small multi-study batch of phantoms with known truth.
 
-Each step writes its outputs under the demo folder and adds a record to ``summary.json``; the
-printed summary compares what SegTransfer measured with the phantoms' truth.
+1. Phantom studies are generated into ``OUT/studies``: beating-LV cardiac series from two sites, with
+   annotation defects in their labels, and head CTs from a site the hemorrhage model never saw (one
+   with hemorrhages of every kind, stored as a DICOM series; one without).  Their truth goes to
+   ``OUT/truth`` (kept apart from the studies, as a hospital's data would have none).
+2. ``segtransfer batch`` runs over ``OUT/studies`` into ``OUT/batch`` with DICOM SEG output: annotation
+   cleanup, the sparse ED/ES 4D pair and wall thickness on each cardiac series, hemorrhage
+   segmentation and detection on each head CT, and the review report ``OUT/batch/report.html``.
+3. ``OUT/summary.json`` compares what the batch measured with the truth (ED/ES, EF, cleanup Dice,
+   thickness against the phantom's nominal wall, hemorrhage volume, detection and Dice).
+
+``quick=True`` runs one small cardiac series (8 phases, 2 mm) and the DICOM head CT, for tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 
-from .io import Series4D, atomic_dir, write_labels, write_series4d, write_text
-from .labels import BLOOD_POOL, CARDIAC_SEGMENTS
+from .io import atomic_dir, write_image, write_series4d, write_text
+from .labels import BLOOD_POOL
 from .progress import ProgressCallback, print_progress
 
-
-@dataclass
-class DemoContext:
-    """State shared by the demo steps: the output folder, seed and what earlier steps produced."""
-
-    out: Path
-    seed: int
-    progress: ProgressCallback
-    summary: dict = field(default_factory=dict)
-    lv: object | None = None          # segtransfer.phantoms.LVPhantom
-    sparse_series: Series4D | None = None
-    cleaned: dict[int, object] = field(default_factory=dict)  # phase -> LabelImage after cleanup
+MARKER = ".segtransfer-demo"
+SUMMARY = "summary.json"
 
 
-def step_cardiac_phantom(ctx: DemoContext) -> dict:
-    """A 20-phase beating-LV study from site_b with annotation defects, labelled only at ED and ES."""
-    from .phantoms import beating_lv
-
-    lv = beating_lv(seed=ctx.seed, site="site_b", defects=True)
-    ed, es = lv.truth.ed_index, lv.truth.es_index
-    ctx.lv = lv
-    ctx.sparse_series = Series4D(lv.series.phases, lv.series.percent_rr, {ed: lv.series.labels[ed], es: lv.series.labels[es]})
-    write_series4d(ctx.sparse_series, ctx.out / "cardiac" / "study")
-    return {
-        "study": "cardiac/study",
-        "phases": len(lv.series.phases),
-        "labelled_phases": [ed, es],
-        "truth": {"ed_index": ed, "es_index": es, "edv_ml": lv.truth.cavity_ml[ed], "esv_ml": lv.truth.cavity_ml[es],
-                  "ejection_fraction": lv.truth.ejection_fraction},
-    }
+@dataclass(frozen=True)
+class CardiacSpec:
+    study_id: str
+    seed_offset: int
+    site: str
+    n_phases: int = 20
+    spacing: tuple[float, float, float] = (1.25, 1.25, 2.0)
 
 
-def step_cleanup(ctx: DemoContext) -> dict:
-    """Close holes and pool/wall gaps in the ED and ES labels (radius 5 voxels); agreement with the clean truth."""
-    from .cleanup import close_labels, compare_labels
-    from .io import LabelImage
-
-    record = {}
-    folder = ctx.out / "cardiac" / "cleanup"
-    for name, phase in (("ED", ctx.lv.truth.ed_index), ("ES", ctx.lv.truth.es_index)):
-        defective = LabelImage(ctx.sparse_series.labels[phase], list(CARDIAC_SEGMENTS))
-        result = close_labels(defective, radius=5.0, unit="voxel", where=f"phase {phase}")
-        ctx.cleaned[phase] = result.labels
-        write_labels(result.labels, folder / f"{name.lower()}_cleaned.seg.nrrd")
-        write_text(folder / f"{name.lower()}_report.json", result.report.to_json())
-        truth = ctx.lv.clean_labels[phase]
-        before = {r.label: r.dice for r in compare_labels(defective, truth)}
-        after = {r.label: r.dice for r in compare_labels(result.labels, truth)}
-        record[name] = {
-            "voxels_changed": int(result.report.voxels_changed),
-            "dice_to_truth_before": {int(k): round(v, 4) for k, v in before.items()},
-            "dice_to_truth_after": {int(k): round(v, 4) for k, v in after.items()},
-        }
-    return record
+@dataclass(frozen=True)
+class HeadSpec:
+    study_id: str
+    seed_offset: int
+    site: str
+    hemorrhage: bool
+    dicom: bool
 
 
-def step_sparse4d(ctx: DemoContext) -> dict:
-    """Export the cleaned ED/ES labels with all 20 phases as a 1 mm isotropic sparse 4D pair."""
-    from .sparse4d import build_sparse4d, write_sparse4d
-
-    labels = {p: lab.image for p, lab in ctx.cleaned.items()}
-    series = Series4D(ctx.sparse_series.phases, ctx.sparse_series.percent_rr, labels)
-    pair = build_sparse4d(series, spacing_mm=1.0, crop_margin_mm=10.0, study_id="demo_lv", where="demo study")
-    write_sparse4d(pair, ctx.out / "cardiac" / "sparse4d")
-    rec = pair.record
-    return {
-        "pair": "cardiac/sparse4d",
-        "labelled_phases": pair.labelled_phases(),
-        "ed_index": rec.get("ed_index"),
-        "es_index": rec.get("es_index"),
-        "ejection_fraction": rec.get("ejection_fraction"),
-        "truth_ejection_fraction": ctx.lv.truth.ejection_fraction,
-    }
+FULL = ([CardiacSpec("lv_site_a", 0, "site_a"), CardiacSpec("lv_site_b", 1, "site_b")],
+        [HeadSpec("head_positive_dicom", 900, "site_c", True, True), HeadSpec("head_negative", 900, "site_c", False, False)])
+QUICK = ([CardiacSpec("lv_site_b", 1, "site_b", 8, (2.0, 2.0, 2.5))], [HeadSpec("head_positive_dicom", 900, "site_c", True, True)])
 
 
-def step_thickness(ctx: DemoContext) -> dict:
-    """Wall thickness at ED and ES on the cleaned labels: surfaces coloured by thickness and statistics."""
-    from .thickness import compute_thickness, write_study
+def make_studies(out: Path, seed: int, quick: bool, progress: ProgressCallback) -> dict:
+    """Write the phantom studies into ``out/studies`` and their truth into ``out/truth``; returns the truth."""
+    from .io.dicom_series import DicomIdentity, write_dicom_series
+    from .phantoms import beating_lv, head_ct
 
-    results = []
-    for role, phase in (("ED", ctx.lv.truth.ed_index), ("ES", ctx.lv.truth.es_index)):
-        results.append((phase, role, compute_thickness(ctx.cleaned[phase], where=f"phase {phase}")))
-    rows = write_study(ctx.out / "cardiac" / "thickness", "demo_lv", results)
-    return {
-        "folder": "cardiac/thickness",
-        **{r["role"]: {"median_mm": r["median_mm"], "p95_mm": r["p95_mm"], "max_mm": r["max_mm"],
-                       "nominal_mm": ctx.lv.truth.wall_thickness_mm[r["phase"]]} for r in rows},
-    }
-
-
-def step_hemorrhage(ctx: DemoContext) -> dict:
-    """Hemorrhage segmentation with the shipped model (verified package) on head CTs from a site it never
-    saw (site_c): one scan with hemorrhages of every kind, one without."""
-    from .hemorrhage import default_model_path, segment
-    from .hemorrhage.report import write_outputs
-    from .models import load_network
-    from .phantoms import head_ct
-
-    network, package = load_network(default_model_path())
-    record = {"model_sha256": package.sha256}
-    for name, kinds in (("positive", True), ("negative", False)):
-        head = head_ct(seed=ctx.seed + 900, site="site_c", hemorrhage=kinds)
-        result = segment(head.image, network, package.description, where=f"{name} head CT")
-        truth = sitk.GetArrayFromImage(head.mask) > 0
-        pred = sitk.GetArrayFromImage(result.mask) > 0
-        dice = 2.0 * float((truth & pred).sum()) / max(float(truth.sum() + pred.sum()), 1.0) if truth.any() else None
-        write_outputs(ctx.out / "head" / name, name, head.image, result, {"sha256": package.sha256})
-        record[name] = {"detected": result.detected, "volume_ml": result.volume_ml, "truth_volume_ml": head.truth.total_volume_ml,
-                        "lesions": len(result.lesions), "dice": dice}
-    return record
-
-
-STEPS: list[tuple[str, Callable[[DemoContext], dict]]] = [
-    ("cardiac phantom", step_cardiac_phantom),
-    ("annotation cleanup", step_cleanup),
-    ("sparse 4D pair", step_sparse4d),
-    ("wall thickness", step_thickness),
-    ("hemorrhage", step_hemorrhage),
-]
+    cardiac, heads = QUICK if quick else FULL
+    truth: dict = {}
+    n, total = 0, len(cardiac) + len(heads)
+    for spec in cardiac:
+        progress(n / total, f"phantom {spec.study_id}")
+        lv = beating_lv(seed=seed + spec.seed_offset, n_phases=spec.n_phases, spacing=spec.spacing, site=spec.site, defects=True)
+        write_series4d(lv.series, out / "studies" / spec.study_id)
+        t = lv.truth
+        with atomic_dir(out / "truth" / spec.study_id) as tmp:
+            for role, phase in (("ed", t.ed_index), ("es", t.es_index)):
+                write_image(lv.clean_labels[phase], tmp / f"{role}_clean_labels.nii.gz")
+        truth[spec.study_id] = {"kind": "cardiac", "site": spec.site, "ed_index": t.ed_index, "es_index": t.es_index,
+                                "ejection_fraction": t.ejection_fraction, "edv_ml": t.cavity_ml[t.ed_index],
+                                "esv_ml": t.cavity_ml[t.es_index], "wall_thickness_ed_mm": t.wall_thickness_mm[t.ed_index],
+                                "wall_thickness_es_mm": t.wall_thickness_mm[t.es_index]}
+        n += 1
+    for spec in heads:
+        progress(n / total, f"phantom {spec.study_id}")
+        head = head_ct(seed=seed + spec.seed_offset, site=spec.site, hemorrhage=spec.hemorrhage)
+        if spec.dicom:
+            write_dicom_series(head.image, out / "studies" / spec.study_id,
+                               DicomIdentity(patient_id=spec.study_id.upper(), series_description="phantom head CT"))
+        else:
+            write_image(head.image, out / "studies" / f"{spec.study_id}.nii.gz")
+        write_image(head.mask, out / "truth" / spec.study_id / "mask.nii.gz")
+        truth[spec.study_id] = {"kind": "head", "site": spec.site, "hemorrhage": bool(head.truth.lesions),
+                                "volume_ml": head.truth.total_volume_ml, "kinds": [h.kind for h in head.truth.lesions]}
+        n += 1
+    write_text(out / "truth" / "truth.json", json.dumps(truth, indent=2, default=_json_default))
+    return truth
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, progress: ProgressCallback | None = None) -> dict:
-    """Run every demo step into the folder ``out`` (written atomically: a failed run leaves no folder)
-    and return the summary (also written to ``out/summary.json``)."""
+def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
+    total = float(a.sum() + b.sum())
+    return None if total == 0 else 2.0 * float((a & b).sum()) / total
+
+
+def compare(out: Path, records: list[dict], truth: dict) -> dict:
+    """What the batch measured beside the truth, per study."""
+    from .io import read_labels, read_series4d
+
+    result = {}
+    for rec in records:
+        sid, t = rec["study"], truth.get(rec["study"])
+        row: dict = {"kind": rec["kind"], "status": rec["status"], "reason": rec.get("reason", ""), "truth": t}
+        m = rec.get("metrics", {})
+        if rec["status"] == "failed" or t is None:
+            result[sid] = row
+            continue
+        folder = out / "batch" / rec["output"]
+        if t["kind"] == "cardiac":
+            row["measured"] = {k: m.get(k) for k in ("ed_phase", "es_phase", "ejection_fraction", "edv_ml", "esv_ml",
+                                                      "thickness_ed_median_mm", "thickness_es_median_mm")}
+            series = read_series4d(out / "studies" / sid)
+            dice = {}
+            for role, phase in (("ED", t["ed_index"]), ("ES", t["es_index"])):
+                clean = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "truth" / sid / f"{role.lower()}_clean_labels.nii.gz")))
+                before = sitk.GetArrayFromImage(series.labels[phase])
+                cleaned_file = folder / "cleanup" / f"{role.lower()}_cleaned.seg.nrrd"
+                after = read_labels(cleaned_file).array() if cleaned_file.exists() else before
+                dice[role] = {"before": _dice(before == BLOOD_POOL, clean == BLOOD_POOL), "after": _dice(after == BLOOD_POOL, clean == BLOOD_POOL)}
+            row["pool_dice_to_truth"] = dice
+        else:
+            row["measured"] = {k: m.get(k) for k in ("hemorrhage_detected", "hemorrhage_ml", "lesions")}
+            pred = read_labels(folder / "hemorrhage" / "hemorrhage.nii.gz").array() > 0
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "truth" / sid / "mask.nii.gz"))) > 0
+            row["dice"] = _dice(pred, mask) if mask.any() else None
+            row["dicom_seg"] = rec.get("files", {}).get("dicom_seg")
+        result[sid] = row
+    return result
+
+
+def run_demo(out: str | os.PathLike, seed: int = 0, quick: bool = False, progress: ProgressCallback | None = None) -> dict:
+    """Run the demo into the folder ``out`` and return the summary (also ``out/summary.json``, written
+    last).  ``out`` must be absent or empty (the command clears an earlier demo output first)."""
+    from .batch import BatchOptions, discover, run_batch
+
     progress = progress or print_progress
     out = Path(out)
-    summary: dict = {"seed": seed, "steps": {}}
-    with atomic_dir(out) as tmp:
-        ctx = DemoContext(tmp, seed, progress, summary)
-        for i, (name, step) in enumerate(STEPS):
-            progress(i / len(STEPS), f"demo: {name}")
-            t0 = time.perf_counter()
-            record = step(ctx)
-            record["seconds"] = round(time.perf_counter() - t0, 2)
-            summary["steps"][name] = record
-        write_text(tmp / "summary.json", json.dumps(summary, indent=2, default=_json_default))
-        progress(1.0, "demo: done")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / MARKER, "SegTransfer demo output\n")
+
+    def phantoms(f, msg=""):
+        progress(0.2 * f, f"demo: {msg}")
+
+    def batch(f, msg=""):
+        progress(0.2 + 0.78 * f, f"demo batch: {msg}")
+
+    truth = make_studies(out, seed, quick, phantoms)
+    records = run_batch(discover(out / "studies"), out / "batch", options=BatchOptions(dicom_seg=True), progress=batch)
+    summary = {"seed": seed, "quick": quick, "report": "batch/report.html", "results": "batch/results.csv",
+               "studies": compare(out, records, truth)}
+    write_text(out / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+    progress(1.0, "demo: done")
     return summary
 
 
@@ -168,33 +164,29 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _f(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def summary_lines(summary: dict) -> list[str]:
     """Human-readable lines of a demo summary: measured values beside the phantom truth."""
-    s = summary["steps"]
     lines = []
-    if "cardiac phantom" in s:
-        t = s["cardiac phantom"]["truth"]
-        lines.append(f"cardiac phantom: {s['cardiac phantom']['phases']} phases, ED={t['ed_index']} ES={t['es_index']}, "
-                     f"EDV {t['edv_ml']:.1f} mL, ESV {t['esv_ml']:.1f} mL, EF {t['ejection_fraction']:.3f} (truth)")
-    if "annotation cleanup" in s:
-        for name, r in s["annotation cleanup"].items():
-            if isinstance(r, dict):
-                lines.append(f"cleanup {name}: {r['voxels_changed']} voxels changed; Dice to truth pool "
-                             f"{r['dice_to_truth_before'].get(BLOOD_POOL, float('nan')):.4f} -> "
-                             f"{r['dice_to_truth_after'].get(BLOOD_POOL, float('nan')):.4f}")
-    if "sparse 4D pair" in s:
-        r = s["sparse 4D pair"]
-        lines.append(f"sparse 4D: labelled phases {r['labelled_phases']}, ED={r['ed_index']} ES={r['es_index']}, "
-                     f"EF {r['ejection_fraction']:.3f} (truth {r['truth_ejection_fraction']:.3f})")
-    if "wall thickness" in s:
-        r = s["wall thickness"]
-        for role in ("ED", "ES"):
-            lines.append(f"wall thickness {role}: median {r[role]['median_mm']:.2f} mm (phantom nominal {r[role]['nominal_mm']:.2f} mm), "
-                         f"p95 {r[role]['p95_mm']:.2f} mm, max {r[role]['max_mm']:.2f} mm")
-    if "hemorrhage" in s:
-        for name in ("positive", "negative"):
-            r = s["hemorrhage"][name]
-            dice = f", Dice {r['dice']:.3f}" if r["dice"] is not None else ""
-            lines.append(f"hemorrhage ({name} scan, unseen site): {'present' if r['detected'] else 'not detected'}, "
-                         f"{r['volume_ml']:.2f} mL (truth {r['truth_volume_ml']:.2f} mL){dice}")
+    for sid, r in summary["studies"].items():
+        if r["status"] == "failed":
+            lines.append(f"{sid}: FAILED: {r['reason']}")
+            continue
+        t, m = r["truth"], r["measured"]
+        if t["kind"] == "cardiac":
+            lines.append(f"{sid} ({t['site']}): ED {m['ed_phase']} ES {m['es_phase']} (truth {t['ed_index']}, {t['es_index']}), "
+                         f"EF {_f(m['ejection_fraction'], '.3f')} (truth {t['ejection_fraction']:.3f})")
+            for role in ("ED", "ES"):
+                d = r["pool_dice_to_truth"][role]
+                lines.append(f"  {role}: cleanup blood-pool Dice to truth {_f(d['before'], '.4f')} -> {_f(d['after'], '.4f')}; "
+                             f"wall thickness median {_f(m[f'thickness_{role.lower()}_median_mm'], '.2f')} mm "
+                             f"(phantom nominal {t[f'wall_thickness_{role.lower()}_mm']:.2f} mm)")
+        else:
+            dice = f", Dice {r['dice']:.3f}" if r.get("dice") is not None else ""
+            seg = f"; DICOM SEG {r['dicom_seg']}" if r.get("dicom_seg") else ""
+            lines.append(f"{sid} ({t['site']}, unseen by the model): hemorrhage {'present' if m['hemorrhage_detected'] else 'not detected'}, "
+                         f"{m['hemorrhage_ml']:.2f} mL (truth {t['volume_ml']:.2f} mL){dice}{seg}")
     return lines

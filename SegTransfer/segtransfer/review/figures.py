@@ -159,7 +159,10 @@ def surface_views(points_lps: np.ndarray, triangles: np.ndarray, thickness_mm: n
     if len(tri) > max_triangles:
         tri = tri[:: int(np.ceil(len(tri) / max_triangles))]
     t = np.asarray(thickness_mm, float)
-    face = np.nanmean(t[tri], axis=1) if np.isfinite(t).any() else np.full(len(tri), np.nan)
+    vals = t[tri]
+    finite = np.isfinite(vals)
+    count = finite.sum(axis=1)
+    face = np.where(count > 0, np.where(finite, vals, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)  # NaN-aware mean
     vrange = vrange or value_range(t)
     norm = colors.Normalize(vmin=vrange[0], vmax=vrange[1])
     cmap = plt.colormaps["viridis"]
