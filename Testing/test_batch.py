@@ -22,8 +22,9 @@ from segtransfer.cli import main
 from segtransfer.errors import InputError
 from segtransfer.io import read_labels, same_grid
 from segtransfer.io.dicom_seg import read_dicom_seg
-from segtransfer.io.dicom_series import write_dicom_series
-from segtransfer.phantoms import head_ct
+from segtransfer.io import write_image
+from segtransfer.io.dicom_series import DicomIdentity, write_dicom_series
+from segtransfer.phantoms import beating_lv, head_ct
 from segtransfer.review.figures import aha_segments, segment_means
 from segtransfer.thickness.vtkio import read_surface
 
@@ -36,22 +37,37 @@ def _rows(path: Path) -> dict[str, dict]:
         return {r["study"]: r for r in csv.DictReader(f)}
 
 
+def _multiphase_dicom(lv, study: Path) -> None:
+    """The phases of an LV phantom as DICOM (one series per phase) in study/dicom, ED/ES labels in study/labels."""
+    (study / "dicom").mkdir(parents=True)
+    for i, phase in enumerate(lv.series.phases):
+        write_dicom_series(phase, study / f"p{i}", DicomIdentity(series_number=i + 1, series_description=f"phase {i}"))
+        for f in (study / f"p{i}").iterdir():
+            f.rename(study / "dicom" / f"phase{i:02d}_{f.name}")
+        (study / f"p{i}").rmdir()
+    for i in (lv.truth.ed_index, lv.truth.es_index):
+        write_image(lv.series.labels[i], study / "labels" / f"labels_{i:02d}.nii.gz")
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    """Three studies: a small 8-phase LV series with annotation defects, a head CT (unseen site) as a
-    DICOM series, and a corrupt file; the batch runs with --dicom-seg."""
+    """Four studies: a small 8-phase LV series with annotation defects, a 6-phase LV as multi-phase DICOM
+    labelled at ED and ES only, a head CT (unseen site) as a DICOM series, and a corrupt file; the
+    batch runs with --dicom-seg."""
     root = tmp_path_factory.mktemp("batch")
     studies = root / "studies"
     studies.mkdir()
     assert main(["phantom", "lv", "--out", str(studies / "lv01"), "--seed", "2", "--defects", "--phases", "8",
                  "--spacing", "2", "2", "2.5"]) == 0
+    lv_dicom = beating_lv(seed=3, n_phases=6, spacing=(2.5, 2.5, 2.5), site="site_a")
+    _multiphase_dicom(lv_dicom, studies / "lv02")
     head = head_ct(seed=5, site="site_c")
     write_dicom_series(head.image, studies / "head01")
     (studies / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip NIfTI")
     out = root / "out"
     proc = subprocess.run([sys.executable, "-m", "segtransfer", "batch", str(studies), "--out", str(out), "--dicom-seg"],
                           capture_output=True, text=True, timeout=600)
-    return {"root": root, "studies": studies, "out": out, "proc": proc, "head": head,
+    return {"root": root, "studies": studies, "out": out, "proc": proc, "head": head, "lv_dicom": lv_dicom.truth,
             "lv_truth": json.loads((studies / "lv01" / "truth.json").read_text())["truth"]}
 
 
@@ -59,11 +75,11 @@ def test_batch_finishes_the_good_studies_and_reports_the_broken_one(batch):
     proc, out = batch["proc"], batch["out"]
     assert proc.returncode == 1, proc.stderr  # some study failed
     rows = _rows(out / "results.csv")
-    assert set(rows) == {"lv01", "head01", "broken"}
+    assert set(rows) == {"lv01", "lv02", "head01", "broken"}
     assert rows["broken"]["status"] == "failed"
     assert "broken.nii.gz" in rows["broken"]["reason"] and "cannot be read" in rows["broken"]["reason"]
     assert not (out / "studies" / "broken").exists()  # nothing half-written for the failure
-    assert rows["lv01"]["status"] == rows["head01"]["status"] == "ok"
+    assert rows["lv01"]["status"] == rows["lv02"]["status"] == rows["head01"]["status"] == "ok"
     # overall progress: monotone PROGRESS lines up to 100 %
     pct = [float(m) for m in re.findall(r"^PROGRESS (\d+(?:\.\d+)?)%", proc.stdout, re.M)]
     assert pct and pct[-1] == 100.0 and all(b >= a for a, b in zip(pct, pct[1:]))
@@ -89,6 +105,19 @@ def test_batch_cardiac_measurements_match_the_phantom(batch):
     assert set(np.unique(seg)) == set(range(1, 18))  # every segment has vertices
     means = segment_means(seg, arrays["thickness_mm"])
     assert all(abs(v - truth["wall_thickness_mm"][0]) < 2.0 for v in means.values())
+
+
+def test_batch_cardiac_from_multiphase_dicom_labelled_at_ed_es(batch):
+    truth = batch["lv_dicom"]
+    rec = json.loads((batch["out"] / "studies" / "lv02" / "study.json").read_text())
+    m = rec["metrics"]
+    assert rec["kind"] == "cardiac" and m["phases"] == 6
+    assert m["labelled_phases"] == [truth.ed_index, truth.es_index]
+    assert (m["ed_phase"], m["es_phase"]) == (truth.ed_index, truth.es_index)
+    assert abs(m["ejection_fraction"] - truth.ejection_fraction) < 0.03
+    assert abs(m["thickness_ed_median_mm"] - truth.wall_thickness_mm[truth.ed_index]) < 1.25  # 2.5 mm voxels
+    # the volume curve has values on the labelled phases only: unlabelled is not "no blood pool"
+    assert [v is not None for v in m["volume_curve_ml"]] == [i in (truth.ed_index, truth.es_index) for i in range(6)]
 
 
 def test_batch_head_ct_from_dicom_with_dicom_seg(batch):
@@ -130,12 +159,13 @@ def test_report_in_headless_chromium(batch, tmp_path):
     images = re.findall(r"<img [^>]*src=\"([^\"]+)\"", dom)
     assert f'data-images-loaded="{len(images)}"' in body and 'data-images-broken="0"' in body  # naturalWidth > 0 for all
     # every study is shown: in the summary, the two done ones with their sections, the broken one with its reason
-    for study in ("lv01", "head01", "broken"):
+    for study in ("lv01", "lv02", "head01", "broken"):
         assert f'data-study="{study}"' in dom
     assert 'id="study-lv01"' in dom and 'id="study-head01"' in dom
     assert "failed-study" in dom and "cannot be read" in dom
     # the figures each study should have, present and not blank
     assert len([s for s in images if "/lv01/" in s]) == 7 and len([s for s in images if "/head01/" in s]) == 2
+    assert len(images) == 16
     for src in images:
         with Image.open(out / src) as im:
             assert im.width > 100 and im.height > 100
@@ -157,7 +187,7 @@ def test_rerun_skips_finished_studies_headless_script(batch, tmp_path):
                            "--dicom-seg"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     rows = _rows(out / "results.csv")
-    assert rows["lv01"]["status"] == rows["head01"]["status"] == "skipped" and rows["broken"]["status"] == "failed"
+    assert {r["status"] for k, r in rows.items() if k != "broken"} == {"skipped"} and rows["broken"]["status"] == "failed"
     assert rows["lv01"]["ejection_fraction"] == _rows(batch["out"] / "results.csv")["lv01"]["ejection_fraction"]
     assert (out / "studies" / "lv01" / "study.json").stat().st_mtime_ns == before
 
@@ -169,7 +199,7 @@ def test_manifest_chooses_studies_and_capabilities(batch, tmp_path):
                         f"missing,{tmp_path / 'nowhere'},,\n")
     found = read_manifest(manifest)
     assert [(s.study_id, s.kind, s.capabilities) for s in found] == [("lv_wall", "cardiac", ("thickness",)), ("missing", "unknown", None)]
-    assert {s.study_id: s.kind for s in discover(studies)} == {"lv01": "cardiac", "head01": "head", "broken": "unknown"}
+    assert {s.study_id: s.kind for s in discover(studies)} == {"lv01": "cardiac", "lv02": "cardiac", "head01": "head", "broken": "unknown"}
     out = tmp_path / "out"
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--no-report"]) == 1
     rec = json.loads((out / "batch.json").read_text())["studies"]

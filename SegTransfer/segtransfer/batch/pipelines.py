@@ -9,8 +9,10 @@ Head CT (capability ``hemorrhage``): the shipped or given model package (verifie
 batch), outputs of ``segtransfer hemorrhage segment`` in ``hemorrhage/``, a DICOM SEG of the mask in
 ``dicom/`` when asked and the CT came from a DICOM series, overlay montages (axial, coronal).
 
-Cardiac (``cleanup``, ``sparse4d``, ``thickness``): ED and ES from the labelled phases' blood-pool
-volumes; ``cleanup`` closes holes and gaps in the ED and ES labels (radius 5 voxels, the consensus
+Cardiac (``cleanup``, ``sparse4d``, ``thickness``): the study's files by the batch convention of
+:func:`segtransfer.sparse4d.study_inputs` (series folder, 4D file or multi-phase DICOM, with
+``labels4d.*`` or ``labels/labels_NN.*`` and an optional predicted volume curve); ED and ES from the
+labelled phases' blood-pool volumes (or the prediction); ``cleanup`` closes holes and gaps in the ED and ES labels (radius 5 voxels, the consensus
 rule) into ``cleanup/``; ``sparse4d`` writes the 1 mm sparse ED/ES pair into ``sparse4d/``;
 ``thickness`` measures the (cleaned) ED and ES labels into ``thickness/`` (surfaces and statistics).
 Figures: the ED overlay, the LV volume curve with ED/ES and EF, each phase's thickness surface and
@@ -100,7 +102,7 @@ def run_head(study: Study, folder: Path, capabilities: tuple[str, ...], options:
         else:
             record["notes"] = ["no DICOM SEG: the CT was not read from a DICOM series"]
     progress(0.85, "figures")
-    figs = overlay_montage(image, result.mask, HEMORRHAGE_SEGMENTS, folder / "figures", "hemorrhage", window=HEAD_WINDOW)
+    figs = overlay_montage(image, result.mask, HEMORRHAGE_SEGMENTS, folder / "figures", "hemorrhage", window=HEAD_WINDOW, pick="most")
     record["figures"] = {f"overlay_{k}": f"figures/{v.name}" for k, v in figs.items()}
     return record
 
@@ -111,13 +113,15 @@ def run_cardiac(study: Study, folder: Path, capabilities: tuple[str, ...], optio
     from ..cleanup import close_labels
     from ..io import Series4D
     from ..review.figures import overlay_montage, volume_curve_plot
-    from ..sparse4d import build_sparse4d, load_study, summarise_phases, write_sparse4d
+    from ..sparse4d import build_sparse4d, load_predicted_volumes, load_study, study_inputs, summarise_phases, write_sparse4d
 
-    series, sources = load_study(study.path)
+    inputs = study_inputs(study.path)
+    series, sources = load_study(inputs["series"], labels4d=inputs["labels4d"], phase_labels=inputs["phase_labels"])
     n = len(series)
+    predicted, _ = load_predicted_volumes(n, inputs["predicted_volumes_file"], inputs["predicted_labels_file"])
     if not series.labels:
         raise InputError(study.path, "no labelled phase: the cardiac pipeline needs labels at ED and ES")
-    summary = summarise_phases(series.labels, n, percent_rr=series.percent_rr, where=str(study.path))
+    summary = summarise_phases(series.labels, n, percent_rr=series.percent_rr, predicted_volumes=predicted, where=str(study.path))
     ed, es = summary.choice.ed_index, summary.choice.es_index
     missing = [f"{name} (phase {i})" for name, i in (("ED", ed), ("ES", es)) if i not in series.labels]
     if missing:
@@ -125,7 +129,8 @@ def run_cardiac(study: Study, folder: Path, capabilities: tuple[str, ...], optio
     record: dict = {"metrics": {"phases": n, "labelled_phases": sorted(series.labels), "ed_phase": ed, "es_phase": es,
                                 "ed_es_method": summary.choice.method,
                                 "edv_ml": _r(summary.edv_ml), "esv_ml": _r(summary.esv_ml), "ejection_fraction": _r(summary.ejection_fraction, 4),
-                                "volume_curve_ml": [_r(v) for v in summary.pool_ml]},
+                                "volume_curve_ml": [_r(v) for v in summary.pool_ml],
+                                "predicted_curve_ml": [_r(v) for v in predicted] if predicted is not None else None},
                     "files": {}, "figures": {}}
     roles = {ed: "ED", es: "ES"}
     labels = {i: series.labels[i] for i in (ed, es)}
@@ -165,7 +170,7 @@ def run_cardiac(study: Study, folder: Path, capabilities: tuple[str, ...], optio
     figs = overlay_montage(series.phases[ed], labels[ed], CARDIAC_SEGMENTS, folder / "figures", "ed", window=CARDIAC_WINDOW)
     record["figures"].update({f"overlay_{k}": f"figures/{v.name}" for k, v in figs.items()})
     curve = volume_curve_plot(summary.pool_ml, folder / "figures" / "volume_curve.png", ed, es, summary.ejection_fraction,
-                              series.percent_rr, title=f"{study.study_id}: LV blood pool")
+                              series.percent_rr, predicted_ml=predicted, title=f"{study.study_id}: LV blood pool")
     record["figures"]["volume_curve"] = f"figures/{curve.name}"
     return record
 

@@ -2,8 +2,9 @@
 
 A study is a head CT (``kind="head"``: a 3D image file, an InVesalius ``.inv3`` project, or a folder
 holding one DICOM series) or a cardiac series (``kind="cardiac"``: a series folder with
-``series.json``, a 4D image file, an earlier sparse4d pair, or a multi-phase DICOM folder; see
-:func:`segtransfer.sparse4d.load_study`).  The kind of a folder of DICOM files is told by its slices:
+``series.json``, a 4D image file, an earlier sparse4d pair, or a multi-phase DICOM folder, with labels
+beside it as :func:`segtransfer.sparse4d.study_inputs` describes: ``labels4d.*``, ``labels/labels_NN.*``,
+DICOM slices in a ``dicom/`` subfolder).  The kind of a folder of DICOM files is told by its slices:
 several slices at one table position mean several phases (cardiac), otherwise one CT (head).
 
 Manifest (CSV, UTF-8, header row)::
@@ -80,8 +81,9 @@ def dicom_kind(folder: Path) -> str:
 def classify(path: Path) -> tuple[str, str | None]:
     """``(kind, problem)`` of one study path; kind ``"unknown"`` with the problem when it cannot be told."""
     if path.is_dir():
-        if (path / "series.json").exists() or (path / "sparse4d.json").exists() or any(path.glob("image4d.*")):
-            return "cardiac", None
+        if (path / "series.json").exists() or (path / "sparse4d.json").exists() or any(path.glob("image4d.*")) \
+                or (path / "dicom").is_dir() or (path / "labels").is_dir() or any(path.glob("labels4d.*")):
+            return "cardiac", None  # the layouts of segtransfer.sparse4d.study_inputs
         if not _dicom_files(path):
             return "unknown", "folder holds no series.json, sparse4d.json, image4d file or DICOM files"
         return dicom_kind(path), None

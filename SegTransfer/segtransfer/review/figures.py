@@ -52,9 +52,12 @@ def _save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     return Path(path)
 
 
-def _pick(counts: np.ndarray, tiles: int) -> np.ndarray:
-    """Slice indices for a montage: spread over the slices holding labels (all slices when none do)."""
+def _pick(counts: np.ndarray, tiles: int, rule: str = "spread") -> np.ndarray:
+    """Slice indices for a montage (in slice order): ``"spread"`` evenly over the slices holding labels,
+    ``"most"`` the slices holding the most labelled voxels; the middle 60 % of the volume when none do."""
     idx = np.flatnonzero(counts > 0)
+    if rule == "most" and idx.size:
+        return np.sort(np.argsort(-counts, kind="stable")[: min(tiles, idx.size)])
     if idx.size == 0:
         idx = np.arange(counts.size)
         lo, hi = int(idx.size * 0.2), max(int(idx.size * 0.8), int(idx.size * 0.2) + 1)
@@ -64,9 +67,10 @@ def _pick(counts: np.ndarray, tiles: int) -> np.ndarray:
 
 def overlay_montage(image: sitk.Image, labels: sitk.Image, segments: Sequence[Segment], folder: str | os.PathLike,
                     prefix: str = "overlay", window: tuple[float, float] = (0.0, 80.0), tiles: int = 6,
-                    alpha: float = 0.45) -> dict[str, Path]:
+                    alpha: float = 0.45, pick: str = "spread") -> dict[str, Path]:
     """Write ``<prefix>_axial.png`` and ``<prefix>_coronal.png`` into ``folder``: ``tiles`` slices per
-    plane through the labelled region (or the middle of the volume when nothing is labelled), the image
+    plane through the labelled region (``pick="spread"``: evenly from one end to the other; ``"most"``: the
+    slices with the most labelled voxels) or the middle of the volume when nothing is labelled, the image
     in the grey-level ``window`` (HU low, high) and each segment's voxels tinted in its colour.
 
     ``labels`` must be on the grid of ``image``.  Returns ``{"axial": path, "coronal": path}``.
@@ -85,11 +89,11 @@ def overlay_montage(image: sitk.Image, labels: sitk.Image, segments: Sequence[Se
     out = {}
     for plane in PLANES:
         if plane == "axial":
-            ks = _pick((lab > 0).sum(axis=(1, 2)), tiles)
+            ks = _pick((lab > 0).sum(axis=(1, 2)), tiles, pick)
             frames = [(gray[k], lab[k]) for k in ks]
             aspect = sy / sx  # rows are P, columns L
         else:
-            ks = _pick((lab > 0).sum(axis=(0, 2)), tiles)
+            ks = _pick((lab > 0).sum(axis=(0, 2)), tiles, pick)
             frames = [(gray[::-1, k, :], lab[::-1, k, :]) for k in ks]  # superior up
             aspect = sz / sx
         tiles_rgb = []
@@ -179,7 +183,7 @@ def surface_views(points_lps: np.ndarray, triangles: np.ndarray, thickness_mm: n
         for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
             setter(c - half, c + half)
         ax.view_init(elev=10.0, azim=azim)
-        ax.set_box_aspect((1, 1, 1))
+        ax.set_box_aspect((1, 1, 1), zoom=1.4)
         ax.set_axis_off()
         ax.set_title(name, fontsize=9)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
