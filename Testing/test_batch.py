@@ -218,3 +218,17 @@ def test_batch_refuses_a_foreign_output_folder(batch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "batch.json" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_fingerprint_follows_the_input_files(tmp_path):
+    from segtransfer.batch.runner import fingerprint
+
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "a.dcm").write_bytes(b"1")
+    first = fingerprint(study)
+    assert fingerprint(study) == first
+    os.utime(study / "a.dcm", ns=(1, 10**18))
+    touched = fingerprint(study)
+    (study / "b.dcm").write_bytes(b"2")
+    assert len({first, touched, fingerprint(study)}) == 3  # modified, then a file added: a re-run redoes the study

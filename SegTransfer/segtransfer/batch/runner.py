@@ -39,11 +39,15 @@ RESULT_COLUMNS = ["study", "kind", "status", "reason", "capabilities", "seconds"
                   "dicom_seg", "input", "output"]
 
 
-def fingerprint(path: Path) -> list:
-    """What identifies a study's input for skipping: (relative name, size, mtime in ns) of its files."""
+def fingerprint(path: Path) -> str:
+    """What identifies a study's input for skipping: SHA-256 over (relative name, size, mtime in ns) of
+    its files (a changed, added or removed file changes it; the contents are not read)."""
+    import hashlib
+
     files = [path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file())
     base = path if path.is_dir() else path.parent
-    return [[str(q.relative_to(base)), q.stat().st_size, q.stat().st_mtime_ns] for q in files]
+    listing = [[str(q.relative_to(base)), q.stat().st_size, q.stat().st_mtime_ns] for q in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
 def check_batch_folder(out: Path) -> None:
@@ -64,7 +68,7 @@ def capabilities_for(study: Study, chosen: tuple[str, ...] | None) -> tuple[str,
     return caps
 
 
-def _earlier(folder: Path, study: Study, caps: tuple[str, ...], fp: list) -> dict | None:
+def _earlier(folder: Path, study: Study, caps: tuple[str, ...], fp: str) -> dict | None:
     try:
         rec = json.loads((folder / STUDY_FILE).read_text())
     except (OSError, ValueError):
