@@ -147,7 +147,7 @@ def read_manifest(path: str | os.PathLike) -> list[Study]:
             raise InputError(where, f"unknown kind {kind!r}; use {' or '.join(KINDS)}")
         problem = None
         if not sp.exists():
-            kind, problem = kind or "unknown", f"{sp}: not found"
+            kind, problem = kind or "unknown", "study not found"
         elif not kind:
             kind, problem = classify(sp)
         caps = tuple(c for c in re.split(r"[;\s]+", (row.get("capabilities") or "").strip().lower()) if c) or None

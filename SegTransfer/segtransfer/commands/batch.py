@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("batch", "give a folder of studies or --manifest, not both or neither")
     check_batch_folder(args.out)  # before the work
     studies = read_manifest(args.manifest) if args.manifest else discover(args.studies)
+    studies = [s for s in studies if s.path.resolve() != args.out.resolve()]  # an output folder inside the studies folder
     if not studies:
         raise InputError(args.studies or args.manifest, "no study found")
     options = BatchOptions(hemorrhage_model=args.model, hemorrhage_sha256=args.sha256, dicom_seg=args.dicom_seg,
