@@ -17,43 +17,71 @@ from segtransfer.thickness import compare_statistics, compute_thickness
 from segtransfer.thickness.boundaries import classify
 from segtransfer.thickness.laplace import assemble, solve_laplace, solve_laplace_jacobi
 
-# Tolerance: a tenth of the smallest voxel spacing for the median.  The voxelised shell itself is
-# exact only to half a voxel per surface, but those errors average out over the surface: the
-# median of the exact streamline thickness of the voxelised shell lies within 0.1 voxel of the
-# analytic value for these radii (checked across spacings and orientations below).
+# Accuracy targets per vertex against the exact thickness r_outer - r_inner = 10 mm: at 1 mm
+# isotropic, mean absolute error <= 0.1 mm and 95th percentile <= 0.3 mm; on anisotropic and oblique
+# grids (0.5 x 0.5 x 2 mm among them) mean absolute error <= 0.2 mm.  Shells with open ends
+# (cylinder, hemisphere) are held to it away from the cut: more than one voxel from the cut plane.
+# Without the sub-voxel ends (streamlines from face to face) the 1 mm sphere misses both targets
+# (mean 0.19 mm, 95th percentile 0.48 mm).
 CASES = [
-    ("sphere", (1.0, 1.0, 1.0), None),
-    ("sphere", (0.8, 0.8, 1.6), None),
-    ("sphere", (0.9, 1.1, 1.3), oblique_direction(25.0)),
-    ("cylinder", (1.0, 1.0, 1.0), None),
-    ("cylinder", (0.9, 0.9, 1.5), oblique_direction(15.0)),
+    ("sphere", (1.0, 1.0, 1.0), None, 0.1, 0.3),
+    ("cylinder", (1.0, 1.0, 1.0), None, 0.1, 0.3),
+    ("hemisphere", (1.0, 1.0, 1.0), None, 0.1, 0.3),
+    ("sphere", (0.5, 0.5, 2.0), None, 0.2, None),
+    ("cylinder", (0.5, 0.5, 2.0), None, 0.2, None),
+    ("hemisphere", (0.5, 0.5, 2.0), None, 0.2, None),
+    ("sphere", (0.9, 1.1, 1.3), oblique_direction(25.0), 0.2, None),
+    ("cylinder", (0.9, 0.9, 1.5), oblique_direction(15.0), 0.2, None),
 ]
 
 
 def shell(kind, spacing, direction):
-    if kind == "sphere":
-        return spherical_shell(20.0, 30.0, spacing=spacing, direction=direction)
-    return cylindrical_shell(20.0, 30.0, length=40.0, spacing=spacing, direction=direction)
+    if kind == "cylinder":
+        return cylindrical_shell(20.0, 30.0, length=40.0, spacing=spacing, direction=direction)
+    return spherical_shell(20.0, 30.0, spacing=spacing, direction=direction, open_end=kind == "hemisphere")
 
 
-@pytest.mark.parametrize("kind,spacing,direction", CASES)
-def test_median_thickness_within_a_tenth_of_a_voxel(kind, spacing, direction):
+def away_from_cut(kind, truth, points_lps, spacing) -> np.ndarray:
+    """Vertices more than one voxel (largest spacing) from the open cut(s) of the shell."""
+    rel = points_lps - np.array(truth.center)
+    if kind == "cylinder":
+        return np.abs(rel @ np.array(truth.axis)) < truth.length / 2 - max(spacing)
+    if kind == "hemisphere":
+        return rel @ np.array(truth.axis) < -max(spacing)
+    return np.ones(len(points_lps), dtype=bool)
+
+
+@pytest.mark.parametrize("kind,spacing,direction,max_mean_error,max_p95_error", CASES)
+def test_thickness_per_vertex_matches_the_exact_shell(kind, spacing, direction, max_mean_error, max_p95_error):
     labels, truth = shell(kind, spacing, direction)
     result = compute_thickness(labels)
-    stats = result.statistics()
-    assert stats["n_invalid"] == 0
-    assert abs(stats["median_mm"] - truth.thickness) <= 0.1 * min(spacing), stats
-    # the spread comes from the voxel staircase only: 5th-95th percentile within about a voxel
-    p5, p95 = np.percentile(result.thickness_mm, [5, 95])
-    assert truth.thickness - 1.0 * max(spacing) < p5 and p95 < truth.thickness + 1.0 * max(spacing)
-    # the surface is the epicardium, in LPS mm: vertices at r_outer from the axis/centre
-    if kind == "sphere":
-        r = np.linalg.norm(result.points_lps - np.array(truth.center), axis=1)
-    else:
+    assert result.statistics()["n_invalid"] == 0
+    away = away_from_cut(kind, truth, result.points_lps, spacing)
+    error = np.abs(result.thickness_mm - truth.thickness)[away]
+    assert error.size > 1000
+    assert error.mean() <= max_mean_error, (error.mean(), np.percentile(error, 95))
+    if max_p95_error is not None:
+        assert np.percentile(error, 95) <= max_p95_error, (error.mean(), np.percentile(error, 95))
+    # the surface is the epicardium, in LPS mm, on its sub-voxel position: vertices at r_outer from the centre/axis
+    rel = result.points_lps[away] - np.array(truth.center)
+    if kind == "cylinder":
         axis = np.array(truth.axis)
-        rel = result.points_lps - np.array(truth.center)
-        r = np.linalg.norm(rel - np.outer(rel @ axis, axis), axis=1)
-    assert abs(np.median(r) - truth.r_outer) < 0.5 * max(spacing)
+        rel = rel - np.outer(rel @ axis, axis)
+    assert abs(np.median(np.linalg.norm(rel, axis=1)) - truth.r_outer) < 0.1 * max(spacing)
+
+
+def test_sub_voxel_ends_are_what_reaches_the_target():
+    """The same 1 mm sphere measured face to face (no sub-voxel search) misses the 0.1 mm target."""
+    import segtransfer.thickness.compute as compute
+
+    labels, truth = spherical_shell(20.0, 30.0)
+    original = compute.level_offsets
+    try:
+        compute.level_offsets = lambda field, points, directions, spacing: np.zeros(len(points))
+        faces = compute_thickness(labels).thickness_mm
+    finally:
+        compute.level_offsets = original
+    assert np.abs(faces - truth.thickness).mean() > 0.15
 
 
 def test_wrong_spacing_handling_would_fail():

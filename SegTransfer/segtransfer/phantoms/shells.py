@@ -19,7 +19,8 @@ from ..labels import CARDIAC_SEGMENTS
 @dataclass(frozen=True)
 class ShellTruth:
     """Known truth of an analytic shell: centre (LPS mm), radii (mm), thickness (mm), and for a
-    cylinder its axis (unit vector, LPS) and length (mm)."""
+    cylinder its axis (unit vector, LPS) and length (mm); for a hemisphere (``kind`` "hemisphere")
+    the axis is the normal of its flat open cut through the centre, pointing away from the shell."""
 
     kind: str
     center: tuple[float, float, float]
@@ -65,19 +66,27 @@ def spherical_shell(
     spacing=(1.0, 1.0, 1.0),
     direction=None,
     margin_mm: float = 6.0,
+    open_end: bool = False,
 ) -> tuple[LabelImage, ShellTruth]:
     """Concentric spherical shell centred at the physical origin.
 
     ``spacing``: (x, y, z) mm, anisotropic allowed; ``direction``: 9 direction cosines (row-major,
-    LPS), identity by default.  Returns the 0/1/2 label map and its truth.
+    LPS), identity by default.  ``open_end``: keep only the half below the plane through the centre
+    normal to the image's third axis, a shell open at one end like the LV at its basal cut; the
+    radial field still meets the cut tangentially, so the thickness stays exact up to the cut.
+    Returns the 0/1/2 label map and its truth.
     """
     if not 0 < r_inner < r_outer:
         raise ValueError("need 0 < r_inner < r_outer")
     extent = np.full(3, 2 * (r_outer + margin_mm))
     image, pts = _grid(extent, spacing, direction)
     r = np.linalg.norm(pts, axis=-1)
-    labels = _labels_from(image, r < r_inner, r < r_outer)
-    return labels, ShellTruth("sphere", (0.0, 0.0, 0.0), r_inner, r_outer)
+    if not open_end:
+        return _labels_from(image, r < r_inner, r < r_outer), ShellTruth("sphere", (0.0, 0.0, 0.0), r_inner, r_outer)
+    axis = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    below = pts @ axis <= 0.0
+    labels = _labels_from(image, (r < r_inner) & below, (r < r_outer) & below)
+    return labels, ShellTruth("hemisphere", (0.0, 0.0, 0.0), r_inner, r_outer, tuple(float(a) for a in axis))
 
 
 def cylindrical_shell(

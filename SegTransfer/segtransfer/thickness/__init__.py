@@ -4,6 +4,7 @@
 * :mod:`.laplace`: the finite-volume Laplace solve (conjugate gradients; Jacobi baseline);
 * :mod:`.surface`: the epicardial triangle mesh on the label boundary;
 * :mod:`.streamlines`: RK4 streamlines from the epicardium to the endocardium;
+* :mod:`.subvoxel`: both ends of each streamline onto the sub-voxel boundaries;
 * :mod:`.eulerian`: Yezzi-Prince thickness without tracing;
 * :mod:`.compute`: one label map -> thickness per epicardial vertex;
 * :mod:`.report`: studies and 4D series, output files, comparison of two sets of statistics;

@@ -80,7 +80,7 @@ def classify(labels_zyx: np.ndarray, spacing_zyx, pool: int = 1, wall: int = 2, 
     candidates = background & adjacent_to(w)
     idx = np.array(np.nonzero(candidates), dtype=float).T  # (n, 3) voxel centres, [z, y, x]
     # inward surface normal of the pool+wall object: gradient of its smoothed indicator (physical units)
-    smooth = ndimage.gaussian_filter((w | p).astype(np.float32), sigma=1.5 * spacing.min() / spacing)
+    smooth = ndimage.gaussian_filter((w | p).astype(np.float32), sigma=1.5 * spacing.min() / spacing, mode="constant")
     grad = np.stack([np.gradient(smooth, spacing[a], axis=a)[candidates] for a in range(3)], axis=1)
     inward = grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-12)
     step = 0.5 * spacing.min()

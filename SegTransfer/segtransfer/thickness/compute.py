@@ -12,11 +12,15 @@ from ..io import LabelImage, as_label_pixels
 from ..labels import BLOOD_POOL, MYOCARDIUM
 from .boundaries import Boundaries, classify
 from .eulerian import eulerian_thickness
-from .laplace import LaplaceField, solve_laplace
+from .laplace import LaplaceField, solve_laplace, solve_laplace_jacobi
 from .streamlines import trace
+from .subvoxel import level_offsets, smoothed_mask
 from .surface import Surface, epicardial_surface, to_lps
 
 METHODS = ("streamline", "eulerian")
+#: Laplace solvers: conjugate gradients (the default) and the source study's Jacobi iteration (the
+#: benchmark baseline, scripts/benchmark_laplace.py).
+SOLVERS = {"cg": solve_laplace, "jacobi": solve_laplace_jacobi}
 
 
 @dataclass
@@ -48,38 +52,71 @@ class ThicknessResult:
 
 
 def compute_thickness(labels: LabelImage | sitk.Image, method: str = "streamline", pool: int = BLOOD_POOL, wall: int = MYOCARDIUM,
-                      keep_streamlines: bool = False, max_depth_mm: float = 60.0, where: str = "labels") -> ThicknessResult:
+                      keep_streamlines: bool = False, max_depth_mm: float = 60.0, where: str = "labels",
+                      solver: str = "cg") -> ThicknessResult:
     """LV wall thickness from a 3D label map (``pool`` and ``wall`` label values; LPS geometry kept).
 
     ``method``: ``streamline`` (RK4 streamlines of the Laplace field, the default) or ``eulerian``
-    (Yezzi-Prince PDEs).  Raises ``InputError`` for a non-3D map or a missing pool or wall.
+    (Yezzi-Prince PDEs).  ``solver``: a key of :data:`SOLVERS`.  Raises ``InputError`` for a non-3D
+    map or a missing pool or wall.
     """
     if method not in METHODS:
         raise InputError(where, f"unknown thickness method {method!r} (use {' or '.join(METHODS)})")
+    if solver not in SOLVERS:
+        raise InputError(where, f"unknown Laplace solver {solver!r} (use {' or '.join(SOLVERS)})")
     image = labels.image if isinstance(labels, LabelImage) else labels
     if image.GetDimension() != 3:
         raise InputError(where, f"expected a 3D label map, got {image.GetDimension()}D")
     image = as_label_pixels(image, where)
-    arr = sitk.GetArrayFromImage(image)
+    arr, offset_zyx = crop_to_labels(sitk.GetArrayFromImage(image), (pool, wall))
     spacing_zyx = tuple(image.GetSpacing()[::-1])
     b: Boundaries = classify(arr, spacing_zyx, pool, wall, max_depth_mm, where)
     if not b.epi.any():
         raise InputError(where, "the myocardium has no epicardial face (does it enclose the blood pool?)")
-    field = solve_laplace(b)
+    field = SOLVERS[solver](b)
     surface: Surface = epicardial_surface(b)
     if len(surface.vertices_zyx) == 0:
         raise InputError(where, "no epicardial surface could be extracted")
     paths = None
+    vertices = surface.vertices_zyx
     if method == "streamline":
-        lines = trace(field.u, spacing_zyx, surface.vertices_zyx, keep_paths=keep_streamlines)
-        thickness, paths = lines.length_mm, lines.paths
+        lines = trace(field.u, spacing_zyx, vertices, keep_paths=keep_streamlines)
+        # both ends onto the sub-voxel boundaries (see .subvoxel): the start along the first step, the
+        # end along the last; the vertex moves with its streamline's start
+        start = level_offsets(smoothed_mask(b.wall | b.pool), vertices, lines.start_dir, spacing_zyx)
+        end = level_offsets(smoothed_mask(b.pool), lines.end_zyx, lines.end_dir, spacing_zyx)
+        thickness, paths = lines.length_mm - start + end, lines.paths
+        moved = np.nan_to_num(lines.start_dir) * start[:, None] / np.asarray(spacing_zyx)
+        vertices = vertices + moved
+        if paths is not None:
+            paths = [np.vstack([v, path[1:]]) for v, path in zip(vertices, paths)]
     else:
         per_voxel = eulerian_thickness(b, field.u)
         thickness = _vertex_values(per_voxel, surface.vertices_zyx, b)
     geometry = (image.GetOrigin(), image.GetSpacing(), image.GetDirection())
-    lines_lps = [to_lps(p, *geometry) for p in paths] if paths is not None else None
-    return ThicknessResult(to_lps(surface.vertices_zyx, *geometry), surface.faces,
+    lines_lps = [to_lps(p + offset_zyx, *geometry) for p in paths] if paths is not None else None
+    return ThicknessResult(to_lps(vertices + offset_zyx, *geometry), surface.faces,
                            thickness, method, field, lines_lps)
+
+
+#: Background voxels kept around the labels' bounding box (more than the smoothing kernels reach).
+CROP_MARGIN = 8
+
+
+def crop_to_labels(arr: np.ndarray, values, margin: int = CROP_MARGIN) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a ``[z, y, x]`` label array around the voxels holding ``values``, ``margin`` voxels
+    wider on every side (within the array), and the ``[z, y, x]`` index of its first voxel.  Only
+    background is cut away, so every later step sees the same neighbourhood; the whole array comes
+    back when none of ``values`` is present."""
+    present = np.isin(arr, values)
+    if not present.any():
+        return arr, np.zeros(3)
+    lo, hi = [], []
+    for axis in range(3):
+        nz = np.flatnonzero(present.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(max(int(nz[0]) - margin, 0))
+        hi.append(min(int(nz[-1]) + margin + 1, arr.shape[axis]))
+    return arr[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], np.array(lo, dtype=float)
 
 
 def _vertex_values(per_voxel: np.ndarray, vertices_zyx: np.ndarray, b: Boundaries) -> np.ndarray:

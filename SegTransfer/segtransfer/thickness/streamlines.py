@@ -16,11 +16,17 @@ from scipy import ndimage
 
 @dataclass
 class Streamlines:
-    """Per seed: ``length_mm`` (NaN where no valid streamline was found) and, when kept, ``paths``:
-    a list of ``[z, y, x]`` continuous-index polylines (padded grid)."""
+    """Per seed: ``length_mm`` (NaN where no valid streamline was found); ``start_dir`` and
+    ``end_dir`` (n, 3): unit ``[z, y, x]`` directions in physical space (mm) of the first and last
+    step (NaN where none was taken); ``end_zyx`` (n, 3): where the streamline ended (continuous
+    indices); and, when kept, ``paths``: a list of ``[z, y, x]`` continuous-index polylines (padded
+    grid)."""
 
     length_mm: np.ndarray
     paths: list[np.ndarray] | None
+    start_dir: np.ndarray
+    end_dir: np.ndarray
+    end_zyx: np.ndarray
 
 
 def _sample(field: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -31,11 +37,11 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
           keep_paths: bool = False) -> Streamlines:
     """Trace from ``seeds_zyx`` (n, 3; continuous indices of ``u``'s grid) down the gradient of ``u``.
 
-    ``step_mm``: RK4 step (default a fifth of the smallest spacing).  A seed whose streamline has not
+    ``step_mm``: RK4 step (default half the smallest spacing).  A seed whose streamline has not
     reached u = 0 within ``max_length_mm``, or stalls where the gradient vanishes, is invalid.
     """
     spacing = np.asarray(spacing_zyx, dtype=float)
-    step = float(step_mm or spacing.min() / 5.0)
+    step = float(step_mm or spacing.min() / 2.0)
     grads = [np.gradient(u, spacing[a], axis=a) for a in range(3)]
 
     def direction(p: np.ndarray) -> np.ndarray:
@@ -52,6 +58,8 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
     result[u_prev <= 0] = 0.0
     active &= u_prev > 0
     paths = [[q.copy()] for q in p] if keep_paths else None
+    start_dir = np.full((n, 3), np.nan)
+    end_dir = np.full((n, 3), np.nan)
     shape = np.array(u.shape) - 1
     for _ in range(int(np.ceil(max_length_mm / step))):
         idx = np.flatnonzero(active)
@@ -64,6 +72,10 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
         k4 = direction(q + step * k3 / spacing)
         move = (k1 + 2 * k2 + 2 * k3 + k4) / 6.0
         moved = np.linalg.norm(move, axis=1)
+        unit = move / np.maximum(moved, 1e-12)[:, None]
+        first = np.isnan(start_dir[idx, 0])
+        start_dir[idx[first]] = unit[first]
+        end_dir[idx] = unit
         q_new = q + step * move / spacing
         u_new = _sample(u, q_new)
         stalled = (moved < 0.5) | np.any((q_new < 0) | (q_new > shape), axis=1)
@@ -78,4 +90,4 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
         result[idx[crossed]] = length[idx[crossed]]
         active[idx[crossed | stalled]] = False
         u_prev[idx] = u_new
-    return Streamlines(result, [np.array(x) for x in paths] if keep_paths else None)
+    return Streamlines(result, [np.array(x) for x in paths] if keep_paths else None, start_dir, end_dir, p)
