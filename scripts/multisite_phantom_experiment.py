@@ -9,7 +9,7 @@ simulator), then evaluates every model, and each site's final FedAvg local model
 test set (``segtransfer multisite evaluate``) and prints the table and whether the multi-site models'
 mean Dice over the held-out sites is at least the mean of the single-site models'.
 
-    python scripts/multisite_phantom_experiment.py --out /tmp/msl [--train 6] [--test 4] [--epochs 15]
+    python scripts/multisite_phantom_experiment.py --out /tmp/msl [--train 4] [--test 3] [--epochs 8] [--in-plane 2]
 
 Exit status 0 when that check holds, 1 when it does not.
 """
@@ -34,13 +34,14 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"segtransfer {' '.join(argv[:2])} failed with exit code {code}")
 
 
-def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[float] | None, options: dict, seed: int = 0) -> dict:
+def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[float] | None, options: dict, seed: int = 0,
+               in_plane: float | None = None) -> dict:
     """Run everything into ``out``; returns the evaluation's held-out means and the check."""
     started = time.time()
     training, held_out = ["site_a", "site_b"], ["site_c", "site_d"]
     sites = out / "sites"
     run(["multisite", "phantoms", "--out", str(sites), "--train", str(train), "--test", str(test), "--seed", str(seed)]
-        + (["--spacing", *map(str, spacing)] if spacing else []))
+        + (["--spacing", *map(str, spacing)] if spacing else []) + (["--in-plane", str(in_plane)] if in_plane else []))
     opts = [f"{k}={v}" for k, v in options.items()]
     for site in training:
         run(["hemorrhage", "train", str(sites / site / "train"), "--out", str(out / f"single_{site}"), "--site", site,
@@ -70,18 +71,19 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--train", type=int, default=6, help="training scans per training site")
-    parser.add_argument("--test", type=int, default=4, help="test scans per site")
-    parser.add_argument("--epochs", type=int, default=15, help="single-site epochs = multi-site rounds")
+    parser.add_argument("--train", type=int, default=4, help="training scans per training site")
+    parser.add_argument("--test", type=int, default=3, help="test scans per site")
+    parser.add_argument("--epochs", type=int, default=8, help="single-site epochs = multi-site rounds")
     parser.add_argument("--spacing", type=float, nargs=3, help="phantom spacing in mm (default: each site's own)")
-    parser.add_argument("--patch-size", type=int, default=96)
-    parser.add_argument("--patches", type=int, default=100, help="positive and negative patches per scan")
+    parser.add_argument("--in-plane", type=float, default=2.0, help="phantom in-plane spacing in mm, keeping each site's slice spacing (default 2)")
+    parser.add_argument("--patch-size", type=int, default=64)
+    parser.add_argument("--patches", type=int, default=60, help="positive and negative patches per scan")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr, "batch_size": 16,
                "seed": args.seed}
-    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed)
+    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane)
     print((args.out / "evaluation" / "table.md").read_text())
     print(json.dumps(check, indent=2))
     raise SystemExit(0 if check["holds"] else 1)

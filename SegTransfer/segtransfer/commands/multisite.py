@@ -98,6 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--train", type=int, default=6, help="training cases per training site (default 6)")
     h.add_argument("--test", type=int, default=6, help="test cases per site (default 6)")
     h.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="voxel spacing in mm (default: each site's own)")
+    h.add_argument("--in-plane", type=float, metavar="MM", help="in-plane spacing in mm, keeping each site's slice spacing")
     h.add_argument("--seed", type=int, default=0)
     h.set_defaults(func=run_phantoms)
 
@@ -167,6 +168,6 @@ def run_phantoms(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise InputError(args.out, "output folder exists and is not empty")
     folders = write_sites(args.out, training, held_out, train=args.train, test=args.test,
-                          spacing=tuple(args.spacing) if args.spacing else None, seed=args.seed)
+                          spacing=tuple(args.spacing) if args.spacing else None, in_plane_mm=args.in_plane, seed=args.seed)
     print("Wrote " + ", ".join(f"{n} ({p})" for n, p in folders.items()))
     return 0

@@ -25,7 +25,7 @@ import json
 import os
 import re
 import threading
-import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -213,6 +213,8 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     progress = progress or print_progress
     out = Path(out)
     names = [check_site_name(n) for n in sites]
+    if len(names) < 2:
+        raise InputError("sites", f"a multi-site job needs at least 2 sites, got {len(names)}")
     folders = {}
     for name, folder in sites.items():
         path = Path(folder).resolve()
@@ -269,7 +271,10 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     watcher.start()
     error = None
     try:
-        _recipe(job).execute(SimEnv(clients=names, num_threads=len(names), workspace_root=str(flare_root)))
+        with warnings.catch_warnings():
+            # FLARE flags 64-hex-digit strings in job configs as possible secrets; ours is the public package ID
+            warnings.filterwarnings("ignore", message="Potential secret value")
+            _recipe(job).execute(SimEnv(clients=names, num_threads=len(names), workspace_root=str(flare_root)))
     except RuntimeError as exc:  # the simulator reports a failed run; the site statuses say why
         error = str(exc)
     finally:

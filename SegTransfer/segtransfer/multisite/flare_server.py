@@ -11,8 +11,6 @@ global model in place.  Nothing is pickled.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from nvflare.apis.fl_context import FLContext
 from nvflare.app_common.abstract.model import ModelLearnable, ModelLearnableKey, make_model_learnable
@@ -20,6 +18,7 @@ from nvflare.app_common.abstract.model_persistor import ModelPersistor
 from nvflare.app_common.app_constant import AppConstants
 
 from ..io import write_text
+from .flare_site import run_output_dir
 
 GLOBAL_MODEL = "global_model"
 GLOBAL_STATE = "global_model.json"
@@ -43,15 +42,6 @@ class GlobalModelPersistor(ModelPersistor):
         self.first_round = int(first_round)
         self._saves = 0
 
-    def _out(self, fl_ctx: FLContext) -> Path:
-        chosen = self.output_dir
-        if not chosen:
-            workspace = fl_ctx.get_engine().get_workspace()
-            chosen = os.path.join(workspace.get_run_dir(fl_ctx.get_job_id()), "segtransfer")
-        path = Path(chosen)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def _description(self) -> dict:
         from .task import get_task_kind
 
@@ -74,7 +64,7 @@ class GlobalModelPersistor(ModelPersistor):
         weights = model[ModelLearnableKey.WEIGHTS]
         if not weights:
             return
-        out = self._out(fl_ctx)
+        out = run_output_dir(fl_ctx, self.output_dir)
         current = fl_ctx.get_prop(AppConstants.CURRENT_ROUND)
         clients = sorted(c.name for c in fl_ctx.get_engine().get_clients())
         card = {"name": f"{self.task} {self.workflow} global model",

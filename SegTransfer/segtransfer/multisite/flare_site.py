@@ -46,7 +46,11 @@ TRAIN_TASK = "train"
 
 def site_output_dir(fl_ctx: FLContext, output_dir: str | None) -> Path:
     """The site's output folder: the argument, else ``$SEGTRANSFER_SITE_OUTPUT``, else the run folder's ``segtransfer/``."""
-    chosen = output_dir or os.environ.get(OUTPUT_ENV)
+    return run_output_dir(fl_ctx, output_dir or os.environ.get(OUTPUT_ENV))
+
+
+def run_output_dir(fl_ctx: FLContext, chosen: str | None) -> Path:
+    """``chosen`` (created), or ``segtransfer/`` in this participant's FLARE run folder (server or site)."""
     if not chosen:
         workspace = fl_ctx.get_engine().get_workspace()
         chosen = os.path.join(workspace.get_run_dir(fl_ctx.get_job_id()), "segtransfer")

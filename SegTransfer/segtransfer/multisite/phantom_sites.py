@@ -41,14 +41,17 @@ def _kinds(i: int):
     return True if i % 4 == 0 else "random"
 
 
-def write_site(folder: str | os.PathLike, site: str, *, train: int, test: int, spacing=None, seed: int = 0,
-               progress: ProgressCallback | None = None) -> Path:
+def write_site(folder: str | os.PathLike, site: str, *, train: int, test: int, spacing=None, in_plane_mm: float | None = None,
+               seed: int = 0, progress: ProgressCallback | None = None) -> Path:
     """Write one phantom site folder (atomic): ``train`` training and ``test`` test cases of profile ``site``.
 
-    ``spacing``: (x, y, z) mm for every scan (``None``: the site's own, with its in-plane spacing
-    coarsened to 2 mm only where a test asks for it).  Seeds differ per site, split and case."""
+    ``spacing``: (x, y, z) mm for every scan (``None``: the site's own); ``in_plane_mm``: keep the site's
+    slice spacing but use this in-plane spacing (smaller scans, same slice thickness differences).
+    Seeds differ per site, split and case."""
     progress = progress or print_progress
     prof = profile(site)
+    if spacing is None and in_plane_mm is not None:
+        spacing = (float(in_plane_mm), float(in_plane_mm), prof.head_spacing[2])
     if train < 0 or test < 1:
         raise InputError(f"site {site}", f"need train >= 0 and test >= 1 cases, got {train} and {test}")
     site_index = zlib.crc32(site.encode()) % 1000
@@ -68,14 +71,14 @@ def write_site(folder: str | os.PathLike, site: str, *, train: int, test: int, s
     return Path(folder)
 
 
-def write_sites(root: str | os.PathLike, training: list[str], held_out: list[str], *, train: int, test: int, spacing=None, seed: int = 0,
-                progress: ProgressCallback | None = None) -> dict[str, Path]:
+def write_sites(root: str | os.PathLike, training: list[str], held_out: list[str], *, train: int, test: int, spacing=None,
+                in_plane_mm: float | None = None, seed: int = 0, progress: ProgressCallback | None = None) -> dict[str, Path]:
     """Write ``root/<site>`` for every training site (train + test cases) and held-out site (test only);
-    returns site name -> folder."""
+    returns site name -> folder.  ``spacing`` and ``in_plane_mm`` as for :func:`write_site`."""
     root = Path(root)
     out = {}
     for site in training:
-        out[site] = write_site(root / site, site, train=train, test=test, spacing=spacing, seed=seed, progress=progress)
+        out[site] = write_site(root / site, site, train=train, test=test, spacing=spacing, in_plane_mm=in_plane_mm, seed=seed, progress=progress)
     for site in held_out:
-        out[site] = write_site(root / site, site, train=0, test=test, spacing=spacing, seed=seed, progress=progress)
+        out[site] = write_site(root / site, site, train=0, test=test, spacing=spacing, in_plane_mm=in_plane_mm, seed=seed, progress=progress)
     return out
