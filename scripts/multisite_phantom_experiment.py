@@ -55,7 +55,7 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
     all_sites = [a for s in training + held_out for a in ("--site", f"{s}={sites / s}")]
     run(["multisite", "evaluate", *all_sites, *[a for s in held_out for a in ("--held-out", s)],
          *[a for s in training for a in ("--single", f"single {s}={out / f'single_{s}'}")],
-         "--run", f"cyclic={out / 'cyclic'}", "--multi", f"fedavg={out / 'fedavg' / 'global_model'}",
+         "--multi", f"cyclic={out / 'cyclic' / 'global_model'}", "--multi", f"fedavg={out / 'fedavg' / 'global_model'}",
          *[a for s in training for a in ("--local", f"fedavg local {s}={out / 'fedavg' / 'sites' / s / 'local_model'}")],
          "--out", str(out / "evaluation")])
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
