@@ -232,3 +232,45 @@ def test_fingerprint_follows_the_input_files(tmp_path):
     touched = fingerprint(study)
     (study / "b.dcm").write_bytes(b"2")
     assert len({first, touched, fingerprint(study)}) == 3  # modified, then a file added: a re-run redoes the study
+
+
+def test_batch_segment_capability_with_a_cardiac_model(batch, tmp_path, capsys):
+    """With --cardiac-model every phase is segmented: the batch records the model's volume curve (the same
+    as segtransfer.cardiac gives directly), keeps expert-label ED/ES where there are labels, and measures
+    an unlabelled study on the model's segmentation.  The model is a tiny one trained here: this checks
+    the wiring, not the quality of the model."""
+    from segtransfer.cardiac.infer import segment_series
+    from segtransfer.cardiac.phantom_data import phantom_pair, split_manifest
+    from segtransfer.cardiac.train import load_cardiac_network, train_cardiac
+    from segtransfer.io import read_image
+    from segtransfer.sparse4d import load_study
+
+    pairs = [phantom_pair(tmp_path / f"pair{i}", seed=300 + i, site="site_a", labelling="dense", n_phases=4, spacing_mm=6.0)
+             for i in range(2)]
+    split_manifest({"train": pairs[:1], "validation": pairs[1:]}, tmp_path / "pairs.json")
+    train_cardiac(tmp_path / "pairs.json", tmp_path / "model", max_epochs=3, patience=3, channels=[4, 8], spacing_mm=(6, 6, 6),
+                  device="cpu", progress=lambda f, m="": None)
+    shutil.copytree(batch["studies"] / "lv02" / "dicom", tmp_path / "lv_new" / "dicom")  # no labels
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"study,path,kind,capabilities\nlv_new,{tmp_path / 'lv_new'},,segment cleanup thickness\n"
+                        f"lv01,{batch['studies'] / 'lv01'},,segment\n")
+    assert main(["batch", "--manifest", str(manifest), "--out", str(tmp_path / "out"), "--capabilities", "segment"]) == 2
+    assert "--cardiac-model" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--cardiac-model", str(tmp_path / "model"),
+                 "--device", "cpu", "--no-report"]) == 0
+    new = json.loads((out / "studies" / "lv_new" / "study.json").read_text())
+    m = new["metrics"]
+    network, package = load_cardiac_network(tmp_path / "model")
+    series, _ = load_study(tmp_path / "lv_new" / "dicom")
+    direct = segment_series(series, network, package.description)
+    assert np.allclose(m["predicted_curve_ml"], direct.pool_ml, atol=0.01)
+    assert (m["ed_phase"], m["es_phase"]) == (direct.ed_index, direct.es_index) == (m["model_ed_phase"], m["model_es_phase"])
+    assert m["measured_on"] == "model" and "thickness_ed_median_mm" in m
+    assert any("cleanup" in note for note in new["notes"]) and not (out / "studies" / "lv_new" / "cleanup").exists()
+    labels4d = read_image(out / "studies" / "lv_new" / new["files"]["model_segmentation"], dimension=4)
+    assert labels4d.GetSize()[3] == 6 and labels4d.GetSize()[:3] == series.phases[0].GetSize()
+    old = json.loads((out / "studies" / "lv01" / "study.json").read_text())["metrics"]
+    truth = batch["lv_truth"]
+    assert (old["ed_phase"], old["es_phase"]) == (truth["ed_index"], truth["es_index"])  # expert labels decide ED/ES
+    assert old["measured_on"] == "labels" and len(old["predicted_curve_ml"]) == 8

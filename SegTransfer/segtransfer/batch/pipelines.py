@@ -9,10 +9,12 @@ Head CT (capability ``hemorrhage``): the shipped or given model package (verifie
 batch), outputs of ``segtransfer hemorrhage segment`` in ``hemorrhage/``, a DICOM SEG of the mask in
 ``dicom/`` when asked and the CT came from a DICOM series, overlay montages (axial, coronal).
 
-Cardiac (``cleanup``, ``sparse4d``, ``thickness``): the study's files by the batch convention of
+Cardiac (``segment`` with a cardiac model package, ``cleanup``, ``sparse4d``, ``thickness``): the study's files by the batch convention of
 :func:`segtransfer.sparse4d.study_inputs` (series folder, 4D file or multi-phase DICOM, with
 ``labels4d.*`` or ``labels/labels_NN.*`` and an optional predicted volume curve); ED and ES from the
-labelled phases' blood-pool volumes (or the prediction); ``cleanup`` closes holes and gaps in the ED and ES labels (radius 5 voxels, the consensus
+labelled phases' blood-pool volumes (or the prediction); ``segment`` runs the cardiac 4D model on
+every phase (``segment/``, :mod:`segtransfer.cardiac.infer`), which gives the predicted volume curve
+and, for a study without labels at ED/ES, the labels that thickness measures; ``cleanup`` closes holes and gaps in the ED and ES labels (radius 5 voxels, the consensus
 rule) into ``cleanup/``; ``sparse4d`` writes the 1 mm sparse ED/ES pair into ``sparse4d/``;
 ``thickness`` measures the (cleaned) ED and ES labels into ``thickness/`` (surfaces and statistics).
 Figures: the ED overlay, the LV volume curve with ED/ES and EF, each phase's thickness surface and
@@ -50,7 +52,24 @@ class BatchOptions:
     dicom_seg: bool = False
     thickness_method: str = "streamline"
     sparse_spacing_mm: float = 1.0
+    cardiac_model: Path | None = None       # a cardiac 4D model package: enables the "segment" capability
+    cardiac_sha256: str | None = None
+    device: str = "auto"
     _model: tuple | None = field(default=None, repr=False)
+    _cardiac: tuple | None = field(default=None, repr=False)
+
+    def cardiac_network(self):
+        """``(network, package, device)`` of the cardiac model, loaded (and verified) once."""
+        if self._cardiac is None:
+            from ..cardiac.network import choose_device
+            from ..cardiac.train import load_cardiac_network
+
+            if self.cardiac_model is None:
+                raise InputError("--cardiac-model", "the segment capability needs a cardiac model package")
+            device = choose_device(self.device)
+            network, package = load_cardiac_network(self.cardiac_model, self.cardiac_sha256, device)
+            self._cardiac = (network, package, device)
+        return self._cardiac
 
     def network(self):
         """``(network, package)`` of the hemorrhage model, loaded (and verified) once."""
@@ -119,21 +138,44 @@ def run_cardiac(study: Study, folder: Path, capabilities: tuple[str, ...], optio
     series, sources = load_study(inputs["series"], labels4d=inputs["labels4d"], phase_labels=inputs["phase_labels"])
     n = len(series)
     predicted, _ = load_predicted_volumes(n, inputs["predicted_volumes_file"], inputs["predicted_labels_file"])
-    if not series.labels:
-        raise InputError(study.path, "no labelled phase: the cardiac pipeline needs labels at ED and ES")
-    summary = summarise_phases(series.labels, n, percent_rr=series.percent_rr, predicted_volumes=predicted, where=str(study.path))
+    record: dict = {"metrics": {}, "files": {}, "figures": {}, "notes": []}
+    model_labels = None
+    if "segment" in capabilities:
+        from ..cardiac.infer import segment_series, write_result
+
+        network, package, device = options.cardiac_network()
+        result = segment_series(series, network, package.description, device=device, where=str(study.path),
+                                progress=_scaled(progress, 0.0, 0.3, "cardiac model"))
+        write_result(folder / "segment", result, package.description, series,
+                     {"sha256": package.sha256, "name": package.name}, str(study.path))
+        predicted, model_labels = list(result.pool_ml), result.labels
+        record["metrics"].update(model_ed_phase=result.ed_index, model_es_phase=result.es_index,
+                                 model_ejection_fraction=_r(result.ejection_fraction, 4))
+        record["files"]["model_segmentation"] = "segment/labels4d.nii.gz"
+    if not series.labels and model_labels is None:
+        raise InputError(study.path, "no labelled phase: the cardiac pipeline needs labels at ED and ES (or a cardiac model)")
+    method = "labels" if len(series.labels) >= 2 else "auto"  # expert labels decide ED/ES when there are enough
+    summary = summarise_phases(series.labels, n, percent_rr=series.percent_rr, predicted_volumes=predicted, method=method,
+                               where=str(study.path))
     ed, es = summary.choice.ed_index, summary.choice.es_index
     missing = [f"{name} (phase {i})" for name, i in (("ED", ed), ("ES", es)) if i not in series.labels]
-    if missing:
+    if missing and model_labels is None:
         raise InputError(study.path, f"{' and '.join(missing)} not labelled")
-    record: dict = {"metrics": {"phases": n, "labelled_phases": sorted(series.labels), "ed_phase": ed, "es_phase": es,
+    source = "labels" if not missing else "model"
+    if source == "model":  # no expert labels at ED/ES: measure on the model's segmentation; training pairs need expert labels
+        skipped = [c for c in ("cleanup", "sparse4d") if c in capabilities]
+        capabilities = tuple(c for c in capabilities if c not in skipped)
+        if skipped:
+            record["notes"].append(f"{' and '.join(skipped)} not run: ED/ES are not labelled (they need expert labels)")
+        record["notes"].append("ED/ES, EF and thickness from the model's segmentation")
+    record["metrics"].update({"phases": n, "labelled_phases": sorted(series.labels), "ed_phase": ed, "es_phase": es,
                                 "ed_es_method": summary.choice.method,
                                 "edv_ml": _r(summary.edv_ml), "esv_ml": _r(summary.esv_ml), "ejection_fraction": _r(summary.ejection_fraction, 4),
                                 "volume_curve_ml": [_r(v) for v in summary.pool_ml],
-                                "predicted_curve_ml": [_r(v) for v in predicted] if predicted is not None else None},
-                    "files": {}, "figures": {}}
+                                "predicted_curve_ml": [_r(v) for v in predicted] if predicted is not None else None,
+                                "measured_on": source})
     roles = {ed: "ED", es: "ES"}
-    labels = {i: series.labels[i] for i in (ed, es)}
+    labels = {i: (series.labels[i] if source == "labels" else model_labels[i]) for i in (ed, es)}
     if "cleanup" in capabilities:
         changed = {}
         for i, role in roles.items():

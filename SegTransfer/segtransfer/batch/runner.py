@@ -28,7 +28,7 @@ from ..errors import InputError, SegTransferError
 from ..io import atomic_dir, write_text
 from ..progress import ProgressCallback, print_progress
 from .pipelines import PIPELINES, BatchOptions
-from .studies import CAPABILITIES, Study
+from .studies import CAPABILITIES, NEEDS_MODEL, Study
 
 BATCH_FILE = "batch.json"
 RESULTS_FILE = "results.csv"
@@ -58,9 +58,10 @@ def check_batch_folder(out: Path) -> None:
         raise InputError(out, f"folder is not empty and holds no {BATCH_FILE}; choose a new or empty output folder")
 
 
-def capabilities_for(study: Study, chosen: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The capabilities that run on ``study``: those of its kind, narrowed by the manifest and by ``chosen``."""
-    caps = CAPABILITIES.get(study.kind, ())
+def capabilities_for(study: Study, chosen: tuple[str, ...] | None, with_model: bool = False) -> tuple[str, ...]:
+    """The capabilities that run on ``study``: those of its kind, narrowed by the manifest and by ``chosen``;
+    cardiac ``segment`` only ``with_model`` (a cardiac model package given to the batch)."""
+    caps = tuple(c for c in CAPABILITIES.get(study.kind, ()) if with_model or c not in NEEDS_MODEL)
     if study.capabilities is not None:
         caps = tuple(c for c in caps if c in study.capabilities)
     if chosen is not None:
@@ -103,7 +104,7 @@ def run_batch(studies: list[Study], out: str | os.PathLike, capabilities: tuple[
         label = f"study {n + 1}/{len(studies)} {study.study_id}"
         progress(lo, label)
         folder = out / "studies" / study.study_id
-        caps = capabilities_for(study, capabilities)
+        caps = capabilities_for(study, capabilities, options.cardiac_model is not None)
         base = {"study": study.study_id, "kind": study.kind, "input": str(study.path), "capabilities": list(caps)}
         t0 = time.perf_counter()
         try:

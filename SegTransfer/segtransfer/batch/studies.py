@@ -32,7 +32,9 @@ from ..errors import InputError
 
 KINDS = ("head", "cardiac")
 #: Capabilities per kind, in the order they run.
-CAPABILITIES: dict[str, tuple[str, ...]] = {"head": ("hemorrhage",), "cardiac": ("cleanup", "sparse4d", "thickness")}
+CAPABILITIES: dict[str, tuple[str, ...]] = {"head": ("hemorrhage",), "cardiac": ("segment", "cleanup", "sparse4d", "thickness")}
+#: Capabilities that need a model package given to the batch (they are left out without one).
+NEEDS_MODEL = ("segment",)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".inv3")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

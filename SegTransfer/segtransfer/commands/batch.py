@@ -21,6 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the hemorrhage mask of CTs read from a DICOM series as DICOM SEG referencing that series")
     p.add_argument("--model", type=Path, help="hemorrhage model package (default: the shipped demonstration model)")
     p.add_argument("--sha256", help="expected package ID of --model")
+    p.add_argument("--cardiac-model", type=Path, help="cardiac 4D model package (segtransfer cardiac train): adds the segment "
+                   "capability, every phase segmented; studies without ED/ES labels are measured on its segmentation")
+    p.add_argument("--cardiac-sha256", help="expected package ID of --cardiac-model")
+    p.add_argument("--device", default="auto", help="for the cardiac model: auto (GPU when available), cpu or cuda")
     p.add_argument("--thickness-method", choices=("streamline", "eulerian"), default="streamline")
     p.add_argument("--force", action="store_true", help="redo studies that an earlier run finished")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -44,13 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.studies is None) == (args.manifest is None):
         raise InputError("batch", "give a folder of studies or --manifest, not both or neither")
+    if args.capabilities and "segment" in args.capabilities and args.cardiac_model is None:
+        raise InputError("--capabilities", "segment needs --cardiac-model (a cardiac model package)")
     check_batch_folder(args.out)  # before the work
     studies = read_manifest(args.manifest) if args.manifest else discover(args.studies)
     studies = [s for s in studies if s.path.resolve() != args.out.resolve()]  # an output folder inside the studies folder
     if not studies:
         raise InputError(args.studies or args.manifest, "no study found")
     options = BatchOptions(hemorrhage_model=args.model, hemorrhage_sha256=args.sha256, dicom_seg=args.dicom_seg,
-                           thickness_method=args.thickness_method)
+                           thickness_method=args.thickness_method, cardiac_model=args.cardiac_model,
+                           cardiac_sha256=args.cardiac_sha256, device=args.device)
+    if args.cardiac_model is not None:
+        options.cardiac_network()  # verify the package before the work: a bad package is one error, not one per study
     records = run_batch(studies, args.out, tuple(args.capabilities) if args.capabilities else None, options,
                         force=args.force, report=not args.no_report)
     counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed")}

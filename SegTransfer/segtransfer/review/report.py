@@ -98,7 +98,8 @@ def _measurements(rec: dict) -> str:
     labels = [("hemorrhage_detected", "Hemorrhage detected", ""), ("hemorrhage_ml", "Hemorrhage volume", " mL"),
               ("lesions", "Lesions", ""), ("brain_ml", "Brain volume", " mL"), ("phases", "Phases", ""),
               ("labelled_phases", "Labelled phases", ""), ("ed_phase", "ED phase", ""), ("es_phase", "ES phase", ""),
-              ("edv_ml", "EDV", " mL"), ("esv_ml", "ESV", " mL"), ("cleanup_voxels_changed", "Cleanup: voxels changed", ""),
+              ("edv_ml", "EDV", " mL"), ("esv_ml", "ESV", " mL"), ("measured_on", "ED/ES and thickness measured on", ""),
+              ("model_ed_phase", "Model: ED phase", ""), ("model_es_phase", "Model: ES phase", ""), ("cleanup_voxels_changed", "Cleanup: voxels changed", ""),
               ("thickness_ed_median_mm", "Thickness ED median", " mm"), ("thickness_ed_p95_mm", "Thickness ED 95th percentile", " mm"),
               ("thickness_ed_max_mm", "Thickness ED max", " mm"), ("thickness_es_median_mm", "Thickness ES median", " mm"),
               ("thickness_es_p95_mm", "Thickness ES 95th percentile", " mm"), ("thickness_es_max_mm", "Thickness ES max", " mm")]
@@ -110,6 +111,8 @@ def _measurements(rec: dict) -> str:
             rows.append(f"<tr><th>{_e(name)}</th><td>{text}</td></tr>")
     if m.get("ejection_fraction") is not None:
         rows.append(f"<tr><th>Ejection fraction</th><td>{100 * m['ejection_fraction']:.1f} %</td></tr>")
+    if m.get("model_ejection_fraction") is not None:
+        rows.append(f"<tr><th>Model: ejection fraction</th><td>{100 * m['model_ejection_fraction']:.1f} %</td></tr>")
     if "min_detection_ml" in m:
         rows.append(f"<tr><th>Detection rule</th><td>present when the volume is at least {_fmt(m['min_detection_ml'], ' mL', 2)}</td></tr>")
     return "<table>" + "".join(rows) + "</table>" if rows else ""
