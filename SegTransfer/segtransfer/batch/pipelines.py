@@ -128,7 +128,7 @@ def run_head(study: Study, folder: Path, capabilities: tuple[str, ...], options:
 
 def run_cardiac(study: Study, folder: Path, capabilities: tuple[str, ...], options: BatchOptions,
                 progress: ProgressCallback) -> dict:
-    """Cleanup, sparse ED/ES pair and wall thickness of one cardiac series into ``folder``."""
+    """Model segmentation (``segment``), cleanup, sparse ED/ES pair and wall thickness of one cardiac series into ``folder``."""
     from ..cleanup import close_labels
     from ..io import Series4D
     from ..review.figures import overlay_montage, volume_curve_plot
