@@ -106,13 +106,16 @@ def write_dicom_seg(labels: LabelImage, source_folder: str | os.PathLike, path: 
         raise InputError(datasets[0].filename, f"source DICOM lacks {', '.join(missing)}; cannot be referenced by a SEG")
     # One binary frame per (source slice, segment): pixel array (slices, rows, columns, segments).
     masks = np.stack([arr == v for v in numbers], axis=-1).astype(np.uint8)
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_description(s, n) for n, s in enumerate(segments, start=1)],
-        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="SegTransfer", manufacturer_model_name="segtransfer", software_versions=__version__,
-        device_serial_number="0", series_description=series_description, omit_empty_frames=False,
-    )
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=[_description(s, n) for n, s in enumerate(segments, start=1)],
+            series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="SegTransfer", manufacturer_model_name="segtransfer", software_versions=__version__,
+            device_serial_number="0", series_description=series_description, omit_empty_frames=False,
+        )
+    except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source attributes
+        raise InputError(folder, f"source series cannot be referenced by a DICOM SEG ({exc})") from None
     with atomic_path(path) as tmp:
         seg.save_as(str(tmp))
     return Path(path)
