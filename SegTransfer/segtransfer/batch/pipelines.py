@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import InputError
 from ..io import LabelImage, write_labels, write_text
