@@ -52,6 +52,8 @@ class SegTransferTrainingWidget(ModuleWidget):
         self.ui.manifestButton.connect("clicked(bool)", self.onManifest)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.loadResultsButton.connect("clicked(bool)", self.onLoadResults)
+        self.ui.cardiacTrainButton.connect("clicked(bool)", self.onCardiacTrain)
+        self.ui.cardiacSegmentButton.connect("clicked(bool)", self.onCardiacSegment)
 
     def onInspect(self):
         if not self.ensureDependencies(dependencies.TRAINING):
@@ -96,6 +98,49 @@ class SegTransferTrainingWidget(ModuleWidget):
                 resume=self.ui.resumeCheckBox.checked,
             )
             self.monitor.start(process, lambda _process: self._showResults(package))
+
+    def onCardiacTrain(self):
+        if not self.ensureDependencies(dependencies.TRAINING):
+            return
+        with slicer.util.tryWithErrorDisplay("Cardiac training could not start.", waitCursor=True):
+            name = self.ui.cardiacPackageNameLineEdit.text.strip()
+            if not name:
+                raise ValueError("Give the cardiac model package a name.")
+            package = str(Path(self.ui.packagesDirectoryButton.directory) / name)
+            fromPartner = self.ui.cardiacFromPartnerCheckBox.checked
+            process = self.logic.startCardiacTraining(
+                self.ui.cardiacManifestPathLineEdit.currentPath,
+                package,
+                partnerPath=self.ui.packagePathLineEdit.currentPath if fromPartner else None,
+                partnerSha256=(self.ui.sha256LineEdit.text.strip() or None) if fromPartner else None,
+                cases=self.ui.cardiacCasesSpinBox.value or None,
+                maxEpochs=self.ui.cardiacMaxEpochsSpinBox.value,
+                patience=self.ui.cardiacPatienceSpinBox.value,
+                freezeEncoder=self.ui.cardiacFreezeEncoderCheckBox.checked,
+                encoderLrFactor=self.ui.cardiacEncoderLrFactorSpinBox.value,
+                site=self.ui.siteLineEdit.text.strip() or "local",
+                resume=self.ui.resumeCheckBox.checked,
+            )
+            self.ui.cardiacModelPathLineEdit.currentPath = package
+            self.monitor.start(process, lambda _process: self._showResults(package))
+
+    def onCardiacSegment(self):
+        if not self.ensureDependencies(dependencies.TRAINING):
+            return
+        with slicer.util.tryWithErrorDisplay("Cardiac segmentation could not start.", waitCursor=True):
+            sequence = self.ui.cardiacSequenceSelector.currentNode()
+            if sequence is None:
+                raise ValueError("Select the sequence of cardiac phases to segment.")
+            out = str(Path(self.ui.cardiacOutputDirectoryButton.directory) / SegTransferTrainingLogic.caseName(sequence.GetName()))
+            process = self.logic.startCardiacSegmentation(sequence, self.ui.cardiacModelPathLineEdit.currentPath, out)
+            self.monitor.start(process, lambda _process: self._showSegmentation(out, sequence))
+
+    def _showSegmentation(self, out, sequence):
+        summary, _segmentations, curve, chart = self.logic.loadCardiacSegmentation(out, sequence)
+        self.ui.cardiacStatusLabel.text = (f"ED phase {summary['ed_index']} ({summary['edv_ml']:.1f} mL), ES phase {summary['es_index']} "
+                                           f"({summary['esv_ml']:.1f} mL), EF {100 * summary['ejection_fraction']:.1f}%")
+        self.showTable(curve)
+        self.showChart(chart)
 
     def onLoadResults(self):
         with slicer.util.tryWithErrorDisplay("Loading the trained package failed.", waitCursor=True):
@@ -208,6 +253,87 @@ class SegTransferTrainingLogic(SceneLogic):
         curve = nodes.table_node_from_csv(self.scene, log, f"{Path(packageFolder).name} training log")
         chart = nodes.plot_chart_from_table(self.scene, curve, "epoch", ["train_loss", "val_loss"], f"{Path(packageFolder).name} loss", "Dice loss")
         return info, table, curve, chart
+
+    # ------------------------------------------------------------------ cardiac 4D model (segtransfer cardiac)
+
+    def startCardiacTraining(self, manifestPath, packagePath, partnerPath=None, partnerSha256=None, cases=None, lr=None,
+                             maxEpochs=50, patience=10, freezeEncoder=False, encoderLrFactor=1.0, seed=0, site="local",
+                             resume=False, device="auto"):
+        """Start ``segtransfer cardiac train`` on a sparse-4D dataset manifest in a background process:
+        from random initialisation, or fine-tuning the partner package ``partnerPath`` (verified against
+        ``partnerSha256`` when given).  ``lr`` ``None`` takes the study's default (1e-3 from scratch, 1e-4
+        from a partner); ``cases`` ``None`` uses every training study.  The package goes to ``packagePath``,
+        checkpoints, log and curves to ``<package>.checkpoints``.  Returns the running :class:`CLIProcess`."""
+        if not manifestPath or not Path(manifestPath).is_file():
+            raise ValueError("Choose the dataset manifest (.json) of the local sparse-4D pairs.")
+        if not packagePath:
+            raise ValueError("Choose the folder of the model package to write.")
+        args = ["cardiac", "train", str(manifestPath), "--out", str(packagePath), "--site", str(site), "--max-epochs", str(int(maxEpochs)),
+                "--patience", str(int(patience)), "--seed", str(int(seed)), "--device", str(device),
+                "--encoder-lr-factor", f"{float(encoderLrFactor):g}"]
+        if partnerPath:
+            args += ["--partner", str(partnerPath)]
+            if partnerSha256:
+                args += ["--partner-sha256", str(partnerSha256)]
+        if cases:
+            args += ["--cases", str(int(cases))]
+        if lr:
+            args += ["--lr", f"{float(lr):g}"]
+        if freezeEncoder:
+            args.append("--freeze-encoder")
+        if resume:
+            args.append("--resume")
+        return CLIProcess(args)
+
+    def startCardiacSegmentation(self, imageSequenceNode, packagePath, outputFolder, expectedSha256=None, device="auto"):
+        """Write the phases of ``imageSequenceNode`` (a sequence of volumes) as a 4D series into a temporary
+        folder and start ``segtransfer cardiac segment`` with the package on it in a background process;
+        results go to ``outputFolder`` (see :meth:`loadCardiacSegmentation`).  Returns the :class:`CLIProcess`."""
+        import tempfile
+
+        from segtransfer.io import write_series4d
+
+        if imageSequenceNode is None:
+            raise ValueError("Select the sequence of cardiac phases to segment.")
+        if not packagePath:
+            raise ValueError("Choose the cardiac model package.")
+        if not outputFolder:
+            raise ValueError("Choose the output folder of the segmentation.")
+        series = nodes.series_from_sequence_nodes(imageSequenceNode)
+        series.labels = {}
+        work = Path(tempfile.mkdtemp(prefix="segtransfer-cardiac-"))
+        write_series4d(series, work / "series")
+        args = ["cardiac", "segment", str(work / "series"), "--model", str(packagePath), "--out", str(outputFolder), "--device", str(device)]
+        if expectedSha256:
+            args += ["--sha256", str(expectedSha256)]
+        return CLIProcess(args, temporary=[work])
+
+    def loadCardiacSegmentation(self, outputFolder, imageSequenceNode, name=None):
+        """Load a ``cardiac segment`` result: the per-phase segmentations as a sequence of segmentation nodes at
+        the image sequence's index values (segment names and colours from the package), the LV volume curve
+        as a table with a plot.  Returns ``(summary dict, segmentation sequence, curve table, chart)``."""
+        import json
+
+        from segtransfer.io import read_labels
+
+        folder = Path(outputFolder)
+        summary_path = folder / "summary.json"
+        if not summary_path.is_file():
+            raise ValueError(f"{folder}: no summary.json (not a cardiac segmentation output)")
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        series = nodes.series_from_sequence_nodes(imageSequenceNode)
+        if summary["n_phases"] != len(series):
+            raise ValueError(f"{folder}: {summary['n_phases']} segmented phases, the sequence {imageSequenceNode.GetName()} has {len(series)}")
+        labels = [read_labels(folder / f) for f in summary["files"]["phases"]]
+        series.labels = {i: lab.image for i, lab in enumerate(labels)}
+        name = name or f"{imageSequenceNode.GetName()} LV"
+        images, segmentations = nodes.sequence_nodes_from_series(self.scene, series, name, labels_as="segmentation",
+                                                                 segments=labels[0].segments)
+        self.scene.RemoveNode(images)  # the phases are already in the scene: keep only the new segmentation sequence
+        segmentations.SetName(name)
+        curve = nodes.table_node_from_csv(self.scene, folder / "volume_curve.csv", f"{name} volume curve")
+        chart = nodes.plot_chart_from_table(self.scene, curve, "phase", ["blood_pool_ml", "myocardium_ml"], f"{name} volumes", "volume (mL)")
+        return summary, segmentations, curve, chart
 
 
 def _flatten(value, prefix=""):

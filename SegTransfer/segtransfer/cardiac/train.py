@@ -251,7 +251,9 @@ def train_cardiac(manifest: str | os.PathLike, out: str | os.PathLike, *, partne
                      "encoder_lr_factor": float(encoder_lr_factor), "batch_size": int(batch_size), "seed": int(seed), "device": dev.type},
     }
     network.load_state_dict(best_weights)
-    return save_package(ModelPackage.from_network(network.cpu(), desc, card), out)
+    saved = save_package(ModelPackage.from_network(network.cpu(), desc, card), out)
+    progress(1.0, f"wrote {out} (best epoch {best['epoch']}, validation Dice {best['val_dice_mean']:.3f})")
+    return saved
 
 
 def load_cardiac_network(path: str | os.PathLike, expected_sha256: str | None = None, device: str | torch.device = "cpu"):
