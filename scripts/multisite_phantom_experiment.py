@@ -35,13 +35,15 @@ def run(argv: list[str]) -> None:
 
 
 def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[float] | None, options: dict, seed: int = 0,
-               in_plane: float | None = None) -> dict:
-    """Run everything into ``out``; returns the evaluation's held-out means and the check."""
+               in_plane: float | None = None, sites: Path | None = None) -> dict:
+    """Run everything into ``out``; returns the evaluation's held-out means and the check.  ``sites``: phantom
+    site folders written earlier by the same settings (default: written into ``out/sites``)."""
     started = time.time()
     training, held_out = ["site_a", "site_b"], ["site_c", "site_d"]
-    sites = out / "sites"
-    run(["multisite", "phantoms", "--out", str(sites), "--train", str(train), "--test", str(test), "--seed", str(seed)]
-        + (["--spacing", *map(str, spacing)] if spacing else []) + (["--in-plane", str(in_plane)] if in_plane else []))
+    if sites is None:
+        sites = out / "sites"
+        run(["multisite", "phantoms", "--out", str(sites), "--train", str(train), "--test", str(test), "--seed", str(seed)]
+            + (["--spacing", *map(str, spacing)] if spacing else []) + (["--in-plane", str(in_plane)] if in_plane else []))
     opts = [f"{k}={v}" for k, v in options.items()]
     for site in training:
         run(["hemorrhage", "train", str(sites / site / "train"), "--out", str(out / f"single_{site}"), "--site", site,
@@ -73,17 +75,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--train", type=int, default=4, help="training scans per training site")
     parser.add_argument("--test", type=int, default=3, help="test scans per site")
-    parser.add_argument("--epochs", type=int, default=8, help="single-site epochs = multi-site rounds")
+    parser.add_argument("--epochs", type=int, default=10, help="single-site epochs = multi-site rounds")
     parser.add_argument("--spacing", type=float, nargs=3, help="phantom spacing in mm (default: each site's own)")
     parser.add_argument("--in-plane", type=float, default=2.0, help="phantom in-plane spacing in mm, keeping each site's slice spacing (default 2)")
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--patches", type=int, default=60, help="positive and negative patches per scan")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sites", type=Path, help="reuse phantom site folders written earlier with the same settings")
     args = parser.parse_args()
-    options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr, "batch_size": 16,
-               "seed": args.seed}
-    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane)
+    options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr,
+               "batch_size": args.batch_size, "seed": args.seed}
+    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane, args.sites)
     print((args.out / "evaluation" / "table.md").read_text())
     print(json.dumps(check, indent=2))
     raise SystemExit(0 if check["holds"] else 1)
