@@ -5,7 +5,10 @@ What crosses sites is a model package (weights in safetensors, checksums; nothin
 this module verifies a partner's package and shows its description and model card, turns volumes
 and segmentations of the scene into training cases on disk, builds the sparse-4D dataset manifest
 (train/validation/test split by study), and runs training in a background process through the
-``segtransfer`` CLI (progress, cancel), then loads the trained package and its training curve.
+``segtransfer`` CLI (progress, cancel), then loads the trained package and its training curve.  For
+the 4D cardiac model it runs ``segtransfer cardiac train`` (fine-tuning a partner package or from
+random initialisation) and ``segtransfer cardiac segment`` on a sequence node, loading the per-phase
+result as a sequence of segmentations.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class SegTransferTraining(ScriptedLoadableModule):
                 "nothing unpickled) and inspect its description and model card; turn local volumes and "
                 "segmentations into training cases; split sparse ED/ES 4D pairs into train/validation/test by "
                 "study; train in the background (Adam, Dice loss, stop when the validation loss stops improving) "
-                "and load the resulting package and its training curve. Only model weights ever leave a site."
+                "and load the resulting package and its training curve; fine-tune a partner's 4D cardiac model on local "
+                "ED/ES-labelled studies and segment every phase of a sequence, loaded as a segmentation sequence with its "
+                "LV volume curve. Only model weights ever leave a site."
             ),
         )
 

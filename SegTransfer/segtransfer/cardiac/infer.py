@@ -66,16 +66,26 @@ def patch_size_zyx(description: Mapping) -> tuple[int, int, int]:
 def predict(network: torch.nn.Module, x: np.ndarray, description: Mapping, device: str | torch.device = "cpu",
             overlap: float = 0.25) -> np.ndarray:
     """Arg-max labels ``[P, z, y, x]`` uint8 of normalised phases ``x`` ``[P, 1, z, y, x]`` on the model
-    grid, by MONAI ``sliding_window_inference`` with the package's patch (Gaussian blending)."""
+    grid.  A phase that fits in the package's patch goes through the network whole, zero-padded at the
+    high end to the network's stride as in training (padding it up to the patch would change what the
+    instance normalisation sees); a larger one by MONAI ``sliding_window_inference`` with the patch
+    (Gaussian blending), so memory stays bounded."""
     from monai.inferers import sliding_window_inference
 
+    from .data import pad_to, padded_shape, total_stride
+
     network.eval()
+    patch = patch_size_zyx(description)
     out = []
     with torch.inference_mode():
         for k in range(len(x)):
-            xb = torch.from_numpy(np.ascontiguousarray(x[k:k + 1])).to(device)
-            logits = sliding_window_inference(xb, patch_size_zyx(description), sw_batch_size=2, predictor=network, overlap=overlap,
-                                              mode="gaussian")
+            shape = x.shape[-3:]
+            if all(s <= p for s, p in zip(shape, patch)):
+                padded = pad_to(x[k:k + 1], padded_shape([shape], total_stride(description)))
+                logits = network(torch.from_numpy(np.ascontiguousarray(padded)).to(device))[..., :shape[0], :shape[1], :shape[2]]
+            else:
+                xb = torch.from_numpy(np.ascontiguousarray(x[k:k + 1])).to(device)
+                logits = sliding_window_inference(xb, patch, sw_batch_size=2, predictor=network, overlap=overlap, mode="gaussian")
             out.append(logits.argmax(1)[0].to(torch.uint8).cpu().numpy())
     return np.stack(out)
 

@@ -21,7 +21,7 @@ LABELLING = ("dense", "ed-es")
 
 
 def phantom_pair(folder: str | os.PathLike, seed: int, site: str, labelling: str, n_phases: int = 10, spacing_mm: float = 4.0,
-                 crop_margin_mm: float | None = 12.0, study_id: str | None = None) -> Path:
+                 crop_margin_mm: float | None = None, study_id: str | None = None) -> Path:
     """Write one phantom study as a sparse 4D pair: ``labelling`` ``dense`` keeps the truth labels of
     every other phase (0, 2, 4, ...), ``ed-es`` only those of ED and ES.  Phantom and pair share the
     isotropic ``spacing_mm`` grid, cropped to the labelled LV plus ``crop_margin_mm`` (``None``: the

@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--site", default="local", help="site name recorded in the model card")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda")
+    t.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a machine shared with other jobs)")
     t.add_argument("--checkpoint-dir", type=Path, help="checkpoint folder (default: OUT.checkpoints)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     t.set_defaults(func=run_train)
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     g.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap (default 0.25)")
     g.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda")
+    g.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a machine shared with other jobs)")
     g.set_defaults(func=run_segment)
 
     e = s.add_parser("experiment", help="the source study's TL-vs-scratch experiment on phantoms",
@@ -70,12 +72,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--partner-epochs", type=int, help="maximum epochs of the partner model at site 1 (overrides the mode's)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda")
+    e.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a machine shared with other jobs)")
     e.set_defaults(func=run_experiment)
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads``: with several processes on few cores, OpenMP threads spinning against each
+    other can slow PyTorch on the CPU many times over; one thread per process avoids it."""
+    if threads is not None:
+        import torch
+
+        from ..errors import InputError
+
+        if threads < 1:
+            raise InputError("--threads", f"must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def run_train(args: argparse.Namespace) -> int:
     from ..cardiac.train import train_cardiac
 
+    set_threads(args.threads)
     package = train_cardiac(args.manifest, args.out, partner=args.partner, partner_sha256=args.partner_sha256, cases=args.cases, lr=args.lr,
                             gamma=args.gamma, max_epochs=args.max_epochs, patience=args.patience, batch_size=args.batch_size,
                             freeze_encoder=args.freeze_encoder, encoder_lr_factor=args.encoder_lr_factor, seed=args.seed,
@@ -95,6 +112,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from ..progress import print_progress
 
     check_output_folder(args.out)  # before the work, so a wrong --out costs nothing
+    set_threads(args.threads)
     device = choose_device(args.device)
     series = read_series4d(args.series)
     network, package = load_cardiac_network(args.model, args.sha256, device)
@@ -110,6 +128,7 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_experiment(args: argparse.Namespace) -> int:
     from ..cardiac.experiment import FULL, QUICK, run_experiment as experiment
 
+    set_threads(args.threads)
     config = dict(FULL if args.full else QUICK)
     if args.sizes:
         config["sizes"] = list(args.sizes)
