@@ -14,7 +14,7 @@ Each is timed over the same epochs (median of --repeats, interleaved so machine 
 alike).  Prints seconds per epoch and the ratios to the bare loop; the target is an overhead under
 10 % (ratio below 1.10).
 
-    python scripts/benchmark_training.py [--cases 4] [--spacing 4] [--batch-size 2] [--repeats 5]
+    python scripts/benchmark_training.py [--cases 4] [--spacing 4] [--batch-size 2] [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="PyTorch CPU threads (1 when other jobs share the cores)")
     args = parser.parse_args(argv)
 
     import numpy as np
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from segtransfer.cardiac.data import case_arrays, stack_cases, total_stride
     from segtransfer.cardiac.network import choose_device, description
