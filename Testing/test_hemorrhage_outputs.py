@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from geometry_helpers import oblique_direction
 from segtransfer.errors import InputError
-from segtransfer.hemorrhage.infer import HemorrhageResult, lesions_of
+from segtransfer.hemorrhage.infer import HemorrhageResult, drop_small_lesions, lesions_of
 from segtransfer.hemorrhage.report import check_output_folder, overlay_montage, summary_csv, write_outputs
 from segtransfer.phantoms import head_ct
 
@@ -42,6 +42,21 @@ def test_lesions_have_exact_volume_centroid_and_slice_range(direction):
     # centroid: the physical point of the box's mean index (continuous index, x y z order)
     expected = mask.TransformContinuousIndexToPhysicalPoint((6.0, 4.5, 3.0))
     assert lesions[0].centroid_lps == pytest.approx(expected, abs=1e-6)
+
+
+def test_lesions_below_the_minimum_size_are_dropped():
+    """Boxes of 60 and 24 voxels (0.06 and 0.024 mL): a 0.03 mL minimum drops only the smaller, 0 keeps both;
+    a diagonal neighbour counts as connected (26-connectivity, as in the lesion list)."""
+    mask = _mask_with_two_boxes()
+    kept = drop_small_lesions(mask, 0.03)
+    assert [les.voxels for les in lesions_of(kept)] == [60]
+    assert kept.GetSpacing() == mask.GetSpacing() and kept.GetOrigin() == mask.GetOrigin()
+    assert [les.voxels for les in lesions_of(drop_small_lesions(mask, 0.0))] == [60, 24]
+    arr = sitk.GetArrayFromImage(mask)
+    arr[5, 7, 9] = 1  # touches the 60-voxel box only at a corner: 61 voxels, kept at 0.0605 mL where the box alone (60) would go
+    joined = sitk.GetImageFromArray(arr)
+    joined.CopyInformation(mask)
+    assert [les.voxels for les in lesions_of(drop_small_lesions(joined, 0.0605))] == [61]
 
 
 def test_overlay_draws_anterior_up_and_patient_right_on_the_left(tmp_path):

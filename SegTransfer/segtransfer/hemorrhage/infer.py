@@ -1,5 +1,6 @@
 """Hemorrhage inference on a head CT: 2D U-Net over axial slices with a 256x256 sliding window,
-sigmoid thresholded, mask mapped back to the input grid; volume, detection and lesions."""
+sigmoid thresholded, lesions below a minimum size dropped, mask mapped back to the input grid; volume,
+detection and lesions."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from .preprocess import Preprocessed, model_input, preprocess, restore_orientati
 #: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it,
 #: isolated false-positive voxels from noise would flag negative scans.
 MIN_DETECTION_ML = 0.1
+#: Connected lesions (26-connectivity) smaller than this (mL, about 50 voxels of 1 mm^3) are dropped from the
+#: mask before volume and detection: specks of a few voxels (noise, partial volume at the inner skull table)
+#: are not hemorrhages a reader would report.
+MIN_LESION_ML = 0.05
 
 
 @dataclass
@@ -34,16 +39,19 @@ class Lesion:
 @dataclass
 class HemorrhageResult:
     """``mask``: uint8 0/1 on the input grid; ``brain``: the brain mask on the input grid; total
-    ``volume_ml``; ``detected`` (volume >= ``MIN_DETECTION_ML``); ``lesions`` largest first."""
+    ``volume_ml``; ``detected`` (volume >= ``MIN_DETECTION_ML``); ``lesions`` largest first;
+    ``min_lesion_ml``: the size below which connected lesions were dropped."""
 
     mask: sitk.Image
     brain: sitk.Image
     volume_ml: float
     detected: bool
     lesions: list[Lesion] = field(default_factory=list)
+    min_lesion_ml: float = MIN_LESION_ML
 
     def summary(self) -> dict:
         return {"volume_ml": self.volume_ml, "detected": self.detected, "min_detection_ml": MIN_DETECTION_ML,
+                "min_lesion_ml": self.min_lesion_ml,
                 "brain_ml": float(np.count_nonzero(sitk.GetArrayViewFromImage(self.brain)) * np.prod(self.brain.GetSpacing()) / 1000.0),
                 "lesions": [vars(les) for les in self.lesions]}
 
@@ -81,10 +89,23 @@ def lesions_of(mask: sitk.Image) -> list[Lesion]:
     return sorted(out, key=lambda les: -les.volume_ml)
 
 
+def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
+    """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL."""
+    voxels = int(np.ceil(min_ml * 1000.0 / float(np.prod(mask.GetSpacing())) - 1e-9)) if min_ml > 0 else 0
+    if voxels <= 1:
+        return mask
+    kept = sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), minimumObjectSize=voxels) > 0
+    out = sitk.Cast(kept, sitk.sitkUInt8)
+    out.CopyInformation(mask)
+    return out
+
+
 def segment(image: sitk.Image, network: torch.nn.Module, description: dict, where: str | os.PathLike = "image",
-            progress: ProgressCallback | None = None, pre: Preprocessed | None = None) -> HemorrhageResult:
+            progress: ProgressCallback | None = None, pre: Preprocessed | None = None,
+            min_lesion_ml: float = MIN_LESION_ML) -> HemorrhageResult:
     """Segment hemorrhage on a head CT (HU, any orientation); outputs on the input grid.  ``pre``: the
-    result of :func:`~.preprocess.preprocess` for ``image`` when it is already at hand (several models on one scan)."""
+    result of :func:`~.preprocess.preprocess` for ``image`` when it is already at hand (several models on one scan).
+    Connected lesions below ``min_lesion_ml`` (mL) are dropped (0 keeps everything)."""
     pre = pre if pre is not None else preprocess(image, where)
     arr = sitk.GetArrayFromImage(pre.image)
     brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
@@ -96,7 +117,10 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     pred &= brain
     mask = sitk.GetImageFromArray(pred.astype(np.uint8))
     mask.CopyInformation(pre.image)
+    mask = drop_small_lesions(mask, min_lesion_ml)
+    pred = sitk.GetArrayViewFromImage(mask) > 0
     mask = restore_orientation(mask, pre.original_orientation, image)
     brain_img = restore_orientation(pre.brain, pre.original_orientation, image)
     volume = float(pred.sum() * np.prod(image.GetSpacing()) / 1000.0)
-    return HemorrhageResult(mask, brain_img, volume, volume >= MIN_DETECTION_ML, lesions_of(mask) if pred.any() else [])
+    return HemorrhageResult(mask, brain_img, volume, volume >= MIN_DETECTION_ML, lesions_of(mask) if pred.any() else [],
+                            min_lesion_ml)

@@ -71,7 +71,9 @@ def prepare(image: sitk.Image, mask: sitk.Image, name: str, n_pos: int, n_neg: i
     neg_border, neg_inner = np.argwhere(brain & ~inner & ~target), np.argwhere(inner & ~target)
     pick = lambda idx, n: idx[rng.choice(len(idx), size=min(n, len(idx)), replace=False)] if len(idx) else idx.reshape(0, 3)
     negatives = np.concatenate([pick(neg_border, n_neg // 2), pick(neg_inner, n_neg - n_neg // 2)])
-    return Volume(name, x, target.astype(np.float32), pick(pos, n_pos), negatives)
+    # the target is restricted to the brain mask: the input is zero outside it and inference predicts only inside it,
+    # so hemorrhage labels outside it (bone-bright partial-volume voxels) would only teach false positives at the border
+    return Volume(name, x, (target & brain).astype(np.float32), pick(pos, n_pos), negatives)
 
 
 def _patch(vol: Volume, centre: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
