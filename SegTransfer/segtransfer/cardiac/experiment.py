@@ -41,10 +41,10 @@ from .train import load_cardiac_network, train_cardiac
 
 #: Quick mode: under 20 minutes on two CPU cores.
 QUICK = {"sizes": [5, 10], "site1_cases": 5, "validation_cases": 2, "test_cases": 4, "n_phases": 10, "spacing_mm": 4.0,
-         "partner_epochs": 20, "max_epochs": 12, "patience": 5, "channels": [8, 16, 32]}
+         "partner_epochs": 25, "max_epochs": 12, "patience": 5, "channels": [8, 16, 32], "batch_size": 1}
 #: Full mode: the study's training-set sizes; hours on CPU, minutes on a GPU.
 FULL = {"sizes": [5, 10, 15, 20, 25, 30], "site1_cases": 20, "validation_cases": 5, "test_cases": 10, "n_phases": 20,
-        "spacing_mm": 2.0, "partner_epochs": 100, "max_epochs": 100, "patience": 10, "channels": [16, 32, 64, 128]}
+        "spacing_mm": 2.0, "partner_epochs": 100, "max_epochs": 100, "patience": 10, "channels": [16, 32, 64, 128], "batch_size": 2}
 SITE1, SITE2 = "site_a", "site_b"
 DICE_COLUMNS = ["n_cases", "scratch_mean_dice", "scratch_max_dice", "finetuned_mean_dice", "finetuned_max_dice", "partner_mean_dice",
                 "partner_max_dice", "scratch_epochs", "finetuned_epochs", "scratch_seconds", "finetuned_seconds"]
@@ -133,7 +133,7 @@ def run_experiment(out: str | os.PathLike, *, sizes: Sequence[int] = QUICK["size
                    validation_cases: int = QUICK["validation_cases"], test_cases: int = QUICK["test_cases"],
                    n_phases: int = QUICK["n_phases"], spacing_mm: float = QUICK["spacing_mm"], partner_epochs: int = QUICK["partner_epochs"],
                    max_epochs: int = QUICK["max_epochs"], patience: int = QUICK["patience"], channels: Sequence[int] = QUICK["channels"],
-                   seed: int = 0, device: str | None = "auto", work_dir: str | os.PathLike | None = None,
+                   batch_size: int = QUICK["batch_size"], seed: int = 0, device: str | None = "auto", work_dir: str | os.PathLike | None = None,
                    progress: ProgressCallback | None = None) -> dict:
     """Run the experiment (see the module docstring) and write its tables and plot into ``out``
     (atomically: the folder appears complete or not at all).  Phantom seeds derive from ``seed``; the
@@ -166,7 +166,7 @@ def run_experiment(out: str | os.PathLike, *, sizes: Sequence[int] = QUICK["size
         progress(0.1, "training the partner model at site 1")
         t0 = time.monotonic()
         partner = train_cardiac(m1, work / "partner", max_epochs=partner_epochs, patience=patience, spacing_mm=(spacing_mm,) * 3,
-                                channels=channels, seed=seed, site="site 1 (phantom)", device=device, progress=quiet)
+                                channels=channels, batch_size=batch_size, seed=seed, site="site 1 (phantom)", device=device, progress=quiet)
         partner_seconds = time.monotonic() - t0
         partner_cases = case_dice(work / "partner", test2, dev)
         partner_mean, partner_max = float(np.mean([c["dice"] for c in partner_cases])), float(np.max([c["dice"] for c in partner_cases]))
@@ -176,7 +176,7 @@ def run_experiment(out: str | os.PathLike, *, sizes: Sequence[int] = QUICK["size
             for key, kw in (("scratch", {"spacing_mm": (spacing_mm,) * 3, "channels": channels}), ("finetuned", {"partner": work / "partner"})):
                 progress(0.1 + 0.85 * (1 + 2 * j + (key == "finetuned")) / steps, f"n={n}: {'random init' if key == 'scratch' else 'fine-tuning'}")
                 t0 = time.monotonic()
-                pkg = train_cardiac(m2, work / f"{key}_n{n:02d}", cases=n, max_epochs=max_epochs, patience=patience, seed=seed,
+                pkg = train_cardiac(m2, work / f"{key}_n{n:02d}", cases=n, max_epochs=max_epochs, patience=patience, batch_size=batch_size, seed=seed,
                                     site="site 2 (phantom)", device=device, progress=quiet, **kw)
                 row[f"{key}_seconds"] = time.monotonic() - t0
                 row[f"{key}_epochs"] = pkg.card["training"]["epochs"]
@@ -197,7 +197,7 @@ def run_experiment(out: str | os.PathLike, *, sizes: Sequence[int] = QUICK["size
                                                   f"fine-tuned n={sizes[-1]} (after)": finetuned_last})
     result = {"config": {"sizes": sizes, "site1": SITE1, "site2": SITE2, "site1_cases": site1_cases, "validation_cases": validation_cases,
                          "test_cases": test_cases, "n_phases": n_phases, "spacing_mm": spacing_mm, "partner_epochs": partner_epochs,
-                         "max_epochs": max_epochs, "patience": patience, "channels": list(channels), "seed": seed},
+                         "max_epochs": max_epochs, "patience": patience, "channels": list(channels), "batch_size": batch_size, "seed": seed},
               "partner": {"sha256": partner.sha256, "validation": partner.card["validation"], "seconds": partner_seconds,
                           "test_mean_dice": partner_mean, "test_max_dice": partner_max},
               "dice": dice_rows, "runs": run_rows, "thickness": thickness, "seconds": time.monotonic() - started}
