@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "SegTransfer" / "segtransfer" / "resources" / "models" / "hemorrhage_phantom")
     parser.add_argument("--scans-per-site", type=int, default=10)
     parser.add_argument("--patches", type=int, default=150, help="positive (and as many negative) patches per scan")
-    parser.add_argument("--max-epochs", type=int, default=31)
+    parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-dir", type=Path, help="keep the per-epoch checkpoint here (default: a temporary folder)")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
