@@ -7,10 +7,21 @@
 2. ``segtransfer batch`` runs over ``OUT/studies`` into ``OUT/batch`` with DICOM SEG output: annotation
    cleanup, the sparse ED/ES 4D pair and wall thickness on each cardiac series, hemorrhage
    segmentation and detection on each head CT, and the review report ``OUT/batch/report.html``.
-3. ``OUT/summary.json`` compares what the batch measured with the truth (ED/ES, EF, cleanup Dice,
-   thickness against the phantom's nominal wall, hemorrhage volume, detection and Dice).
+2. Cardiac transfer learning into ``OUT/transfer`` (:mod:`segtransfer.demo_transfer`): a partner site
+   (``site_a``, dense labels) trains the partner model, the local site (``site_b``, ED/ES-labelled
+   sparse 4D pairs) fine-tunes it, and both are scored on held-out local pairs.
+3. ``segtransfer batch`` runs over ``OUT/studies`` into ``OUT/batch`` with DICOM SEG output and the
+   fine-tuned model as ``--cardiac-model``: every cardiac phase segmented by the model (its volume
+   curve in the report), annotation cleanup, the sparse ED/ES 4D pair and wall thickness on each
+   cardiac series, hemorrhage segmentation and detection on each head CT, and the review report
+   ``OUT/batch/report.html``.
+4. ``OUT/summary.json`` compares what the batch measured with the truth (ED/ES, EF, cleanup Dice,
+   thickness against the phantom's nominal wall; the model's ED/ES, EF and its Dice at ED and ES
+   against the clean truth labels, beside the un-tuned partner model's on the same phases;
+   hemorrhage volume, detection and Dice) and carries the transfer step's held-out Dice.
 
-``quick=True`` runs one small cardiac series (8 phases, 2 mm) and the DICOM head CT, for tests.
+``quick=True`` runs one small cardiac series (8 phases, 2 mm), the DICOM head CT and a tiny transfer
+step (a few epochs on 6 mm phantoms: it exercises the wiring, its model is not meant to be good), for tests.
 """
 
 from __future__ import annotations
@@ -96,8 +107,32 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
-def compare(out: Path, records: list[dict], truth: dict) -> dict:
-    """What the batch measured beside the truth, per study."""
+def model_against_truth(out: Path, folder: Path, rec: dict, t: dict, series, partner: tuple | None) -> dict:
+    """The batch's model segmentation of a cardiac study against its truth: the model's ED/ES, EF and
+    blood-pool volumes (mL) at the true ED and ES, and Dice per label at the true ED and ES against the
+    clean truth labels on the study's grid; ``partner`` (``(network, package, device)``): the un-tuned
+    partner model's Dice on the same phases, for comparison."""
+    from .cardiac.infer import dice_per_label, segment_phase
+    from .io import read_labels
+
+    m = rec["metrics"]
+    curve = m.get("predicted_curve_ml") or []
+    row = {"ed_phase": m.get("model_ed_phase"), "es_phase": m.get("model_es_phase"), "ejection_fraction": m.get("model_ejection_fraction"),
+           "edv_ml": curve[t["ed_index"]] if curve else None, "esv_ml": curve[t["es_index"]] if curve else None,
+           "phases_segmented": len(curve), "dice": {}, "partner_dice": {}}
+    for role, phase in (("ED", t["ed_index"]), ("ES", t["es_index"])):
+        clean = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "truth" / rec["study"] / f"{role.lower()}_clean_labels.nii.gz")))
+        pred = read_labels(folder / "segment" / f"phase_{phase:02d}.seg.nrrd").array()
+        row["dice"][role] = dice_per_label(pred, clean)
+        if partner is not None:
+            network, package, device = partner
+            theirs = sitk.GetArrayFromImage(segment_phase(series.phases[phase], network, package.description, device))
+            row["partner_dice"][role] = dice_per_label(theirs, clean)
+    return row
+
+
+def compare(out: Path, records: list[dict], truth: dict, partner: tuple | None = None) -> dict:
+    """What the batch measured beside the truth, per study (``partner``: see :func:`model_against_truth`)."""
     from .io import read_labels, read_series4d
 
     result = {}
@@ -113,6 +148,8 @@ def compare(out: Path, records: list[dict], truth: dict) -> dict:
             row["measured"] = {k: m.get(k) for k in ("ed_phase", "es_phase", "ejection_fraction", "edv_ml", "esv_ml",
                                                       "thickness_ed_median_mm", "thickness_es_median_mm")}
             series = read_series4d(out / "studies" / sid)
+            if "model_segmentation" in rec.get("files", {}):
+                row["model"] = model_against_truth(out, folder, rec, t, series, partner)
             dice = {}
             for role, phase in (("ED", t["ed_index"]), ("ES", t["es_index"])):
                 clean = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "truth" / sid / f"{role.lower()}_clean_labels.nii.gz")))
@@ -131,10 +168,15 @@ def compare(out: Path, records: list[dict], truth: dict) -> dict:
     return result
 
 
-def run_demo(out: str | os.PathLike, seed: int = 0, quick: bool = False, progress: ProgressCallback | None = None) -> dict:
+def run_demo(out: str | os.PathLike, seed: int = 0, quick: bool = False, progress: ProgressCallback | None = None,
+             device: str | None = "auto") -> dict:
     """Run the demo into the folder ``out`` and return the summary (also ``out/summary.json``, written
-    last).  ``out`` must be absent or empty (the command clears an earlier demo output first)."""
+    last).  ``out`` must be absent or empty (the command clears an earlier demo output first).
+    ``device``: where the cardiac models train and run (``auto``: the first CUDA GPU, else the CPU)."""
     from .batch import BatchOptions, discover, run_batch
+    from .cardiac.network import choose_device
+    from .cardiac.train import load_cardiac_network
+    from .demo_transfer import run_transfer
 
     progress = progress or print_progress
     out = Path(out)
@@ -142,15 +184,26 @@ def run_demo(out: str | os.PathLike, seed: int = 0, quick: bool = False, progres
     write_text(out / MARKER, "SegTransfer demo output\n")
 
     def phantoms(f, msg=""):
-        progress(0.2 * f, f"demo: {msg}")
+        progress(0.1 * f, f"demo: {msg}")
 
     def batch(f, msg=""):
-        progress(0.2 + 0.78 * f, f"demo batch: {msg}")
+        progress(0.55 + 0.43 * f, f"demo batch: {msg}")
+
+    def transfer(f, msg=""):
+        progress(0.1 + 0.45 * f, f"demo transfer learning: {msg}")
 
     truth = make_studies(out, seed, quick, phantoms)
-    records = run_batch(discover(out / "studies"), out / "batch", options=BatchOptions(dicom_seg=True), progress=batch)
+    learnt = run_transfer(out / "transfer", seed=seed, quick=quick, device=device, progress=transfer)
+    options = BatchOptions(dicom_seg=True, cardiac_model=out / "transfer" / learnt["finetuned_model"]["package"],
+                           cardiac_sha256=learnt["finetuned_model"]["sha256"], device=device)
+    records = run_batch(discover(out / "studies"), out / "batch", options=options, progress=batch)
+    progress(0.98, "demo: the partner model on the same phases")
+    dev = choose_device(device)
+    partner = (*load_cardiac_network(out / "transfer" / learnt["partner_model"]["package"], learnt["partner_model"]["sha256"], dev), dev)
     summary = {"seed": seed, "quick": quick, "report": "batch/report.html", "results": "batch/results.csv",
-               "studies": compare(out, records, truth)}
+               "transfer": {"folder": "transfer", **{k: learnt[k] for k in ("partner_model", "finetuned_model", "seconds")},
+                            "held_out_local": learnt["held_out_local"]},
+               "studies": compare(out, records, truth, partner)}
     write_text(out / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
     progress(1.0, "demo: done")
     return summary
@@ -171,6 +224,14 @@ def _f(value, fmt: str) -> str:
 def summary_lines(summary: dict) -> list[str]:
     """Human-readable lines of a demo summary: measured values beside the phantom truth."""
     lines = []
+    tr = summary.get("transfer")
+    if tr:
+        p, f, h = tr["partner_model"], tr["finetuned_model"], tr["held_out_local"]
+        lines.append(f"cardiac transfer learning ({tr['folder']}/): partner model trained at the partner site ({p['epochs']} epochs), "
+                     f"fine-tuned at the local site on ED/ES labels ({f['epochs']} epochs), {tr['seconds']:.0f} s")
+        lines.append(f"  held-out local studies ({h['studies']}): Dice pool/myocardium partner {h['partner']['dice_blood_pool']:.3f}/"
+                     f"{h['partner']['dice_myocardium']:.3f} -> fine-tuned {h['finetuned']['dice_blood_pool']:.3f}/"
+                     f"{h['finetuned']['dice_myocardium']:.3f}")
     for sid, r in summary["studies"].items():
         if r["status"] == "failed":
             lines.append(f"{sid}: FAILED: {r['reason']}")
@@ -184,6 +245,15 @@ def summary_lines(summary: dict) -> list[str]:
                 lines.append(f"  {role}: cleanup blood-pool Dice to truth {_f(d['before'], '.4f')} -> {_f(d['after'], '.4f')}; "
                              f"wall thickness median {_f(m[f'thickness_{role.lower()}_median_mm'], '.2f')} mm "
                              f"(phantom nominal {t[f'wall_thickness_{role.lower()}_mm']:.2f} mm)")
+            if r.get("model"):
+                mod = r["model"]
+                lines.append(f"  fine-tuned model, {mod['phases_segmented']} phases: ED {mod['ed_phase']} ES {mod['es_phase']}, "
+                             f"EF {_f(mod['ejection_fraction'], '.3f')}, EDV {_f(mod['edv_ml'], '.1f')} mL ESV {_f(mod['esv_ml'], '.1f')} mL "
+                             f"(truth {t['edv_ml']:.1f}, {t['esv_ml']:.1f} mL)")
+                for role in ("ED", "ES"):
+                    d, pd = mod["dice"][role], mod["partner_dice"].get(role)
+                    partner = f" (partner {pd['blood_pool']:.3f}/{pd['myocardium']:.3f})" if pd else ""
+                    lines.append(f"    {role}: Dice pool/myocardium to truth {d['blood_pool']:.3f}/{d['myocardium']:.3f}{partner}")
         else:
             dice = f", Dice {r['dice']:.3f}" if r.get("dice") is not None else ""
             seg = f"; DICOM SEG {r['dicom_seg']}" if r.get("dicom_seg") else ""
