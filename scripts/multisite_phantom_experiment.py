@@ -35,7 +35,7 @@ def run(argv: list[str]) -> None:
 
 
 def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[float] | None, options: dict, seed: int = 0,
-               in_plane: float | None = None, sites: Path | None = None) -> dict:
+               in_plane: float | None = None, sites: Path | None = None, fedavg_local_epochs: int = 1) -> dict:
     """Run everything into ``out``; returns the evaluation's held-out means and the check.  ``sites``: phantom
     site folders written earlier by the same settings (default: written into ``out/sites``)."""
     started = time.time()
@@ -51,8 +51,8 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
              "--negatives", str(options["negatives"]), "--lr", str(options["lr"]), "--batch-size", str(options["batch_size"]),
              "--seed", str(seed)])
     site_args = [a for s in training for a in ("--site", f"{s}={sites / s}")]
-    for workflow in ("cyclic", "fedavg"):
-        run(["multisite", "simulate", "--workflow", workflow, *site_args, "--rounds", str(epochs), "--local-epochs", "1",
+    for workflow, local_epochs in (("cyclic", 1), ("fedavg", fedavg_local_epochs)):
+        run(["multisite", "simulate", "--workflow", workflow, *site_args, "--rounds", str(epochs), "--local-epochs", str(local_epochs),
              "--out", str(out / workflow), "--seed", str(seed), *[a for o in opts for a in ("--option", o)]])
     all_sites = [a for s in training + held_out for a in ("--site", f"{s}={sites / s}")]
     run(["multisite", "evaluate", *all_sites, *[a for s in held_out for a in ("--held-out", s)],
@@ -82,12 +82,13 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=60, help="positive and negative patches per scan")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--fedavg-local-epochs", type=int, default=1, help="local epochs per FedAvg round (cyclic: always 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sites", type=Path, help="reuse phantom site folders written earlier with the same settings")
     args = parser.parse_args()
     options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr,
                "batch_size": args.batch_size, "seed": args.seed}
-    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane, args.sites)
+    check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane, args.sites, args.fedavg_local_epochs)
     print((args.out / "evaluation" / "table.md").read_text())
     print(json.dumps(check, indent=2))
     raise SystemExit(0 if check["holds"] else 1)
