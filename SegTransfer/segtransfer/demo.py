@@ -248,7 +248,7 @@ def summary_lines(summary: dict) -> list[str]:
             if r.get("model"):
                 mod = r["model"]
                 lines.append(f"  fine-tuned model, {mod['phases_segmented']} phases: ED {mod['ed_phase']} ES {mod['es_phase']}, "
-                             f"EF {_f(mod['ejection_fraction'], '.3f')}, EDV {_f(mod['edv_ml'], '.1f')} mL ESV {_f(mod['esv_ml'], '.1f')} mL "
+                             f"EF {_f(mod['ejection_fraction'], '.3f')} (truth {t['ejection_fraction']:.3f}), EDV {_f(mod['edv_ml'], '.1f')} mL ESV {_f(mod['esv_ml'], '.1f')} mL "
                              f"(truth {t['edv_ml']:.1f}, {t['esv_ml']:.1f} mL)")
                 for role in ("ED", "ES"):
                     d, pd = mod["dice"][role], mod["partner_dice"].get(role)
