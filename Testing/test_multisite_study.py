@@ -21,6 +21,7 @@ def test_multi_site_models_beat_single_site_models_on_held_out_sites(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     options = {"patch_size": 64, "positives": 60, "negatives": 60, "lr": 1e-3, "batch_size": 8, "seed": 0}
-    check = module.experiment(tmp_path, train=4, test=3, epochs=10, spacing=None, options=options, in_plane=2.0)  # the script's defaults
+    check = module.experiment(tmp_path, train=4, test=3, epochs=10, spacing=None, options=options, in_plane=2.0,
+                              fedavg_local_epochs=2)  # the script's defaults
     means = check["held_out_mean_dice"]
     assert check["holds"], means

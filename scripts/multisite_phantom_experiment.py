@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=60, help="positive and negative patches per scan")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--fedavg-local-epochs", type=int, default=1, help="local epochs per FedAvg round (cyclic: always 1)")
+    parser.add_argument("--fedavg-local-epochs", type=int, default=2, help="local epochs per FedAvg round (default 2; cyclic: always 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sites", type=Path, help="reuse phantom site folders written earlier with the same settings")
     args = parser.parse_args()
