@@ -96,7 +96,7 @@ class SegTransferHemorrhageLogic(SceneLogic):
         segmentation = nodes.segmentation_node_from_file(self.scene, folder / SEGMENTATION_FILE, "Hemorrhage")
         if referenceVolumeNode is not None:
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-        summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).exists() else {}
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8")) if (folder / SUMMARY_FILE).exists() else {}
         return segmentation, summary
 
     @staticmethod

@@ -68,7 +68,7 @@ def batch(tmp_path_factory):
     proc = subprocess.run([sys.executable, "-m", "segtransfer", "batch", str(studies), "--out", str(out), "--dicom-seg"],
                           capture_output=True, text=True, timeout=600)
     return {"root": root, "studies": studies, "out": out, "proc": proc, "head": head, "lv_dicom": lv_dicom.truth,
-            "lv_truth": json.loads((studies / "lv01" / "truth.json").read_text())["truth"]}
+            "lv_truth": json.loads((studies / "lv01" / "truth.json").read_text(encoding="utf-8"))["truth"]}
 
 
 def test_batch_finishes_the_good_studies_and_reports_the_broken_one(batch):
@@ -88,7 +88,7 @@ def test_batch_finishes_the_good_studies_and_reports_the_broken_one(batch):
 
 def test_batch_cardiac_measurements_match_the_phantom(batch):
     truth, out = batch["lv_truth"], batch["out"]
-    rec = json.loads((out / "studies" / "lv01" / "study.json").read_text())
+    rec = json.loads((out / "studies" / "lv01" / "study.json").read_text(encoding="utf-8"))
     m = rec["metrics"]
     assert (m["ed_phase"], m["es_phase"]) == (truth["ed_index"], truth["es_index"])
     assert abs(m["ejection_fraction"] - truth["ejection_fraction"]) < 0.02
@@ -109,7 +109,7 @@ def test_batch_cardiac_measurements_match_the_phantom(batch):
 
 def test_batch_cardiac_from_multiphase_dicom_labelled_at_ed_es(batch):
     truth = batch["lv_dicom"]
-    rec = json.loads((batch["out"] / "studies" / "lv02" / "study.json").read_text())
+    rec = json.loads((batch["out"] / "studies" / "lv02" / "study.json").read_text(encoding="utf-8"))
     m = rec["metrics"]
     assert rec["kind"] == "cardiac" and m["phases"] == 6
     assert m["labelled_phases"] == [truth.ed_index, truth.es_index]
@@ -122,7 +122,7 @@ def test_batch_cardiac_from_multiphase_dicom_labelled_at_ed_es(batch):
 
 def test_batch_head_ct_from_dicom_with_dicom_seg(batch):
     out, head = batch["out"], batch["head"]
-    rec = json.loads((out / "studies" / "head01" / "study.json").read_text())
+    rec = json.loads((out / "studies" / "head01" / "study.json").read_text(encoding="utf-8"))
     m = rec["metrics"]
     assert m["hemorrhage_detected"] is True
     assert abs(m["hemorrhage_ml"] - head.truth.total_volume_ml) < 0.35 * head.truth.total_volume_ml
@@ -151,7 +151,7 @@ def _chromium_dom(html: Path, profile: Path) -> tuple[str, str]:
 def test_report_in_headless_chromium(batch, tmp_path):
     out = batch["out"]
     report = out / "report.html"
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", text)  # nothing from the network: opens offline
     dom, log = _chromium_dom(report, tmp_path / "profile")
     assert ":CONSOLE" not in log, [line for line in log.splitlines() if ":CONSOLE" in line]  # no JS errors or console output
@@ -202,7 +202,7 @@ def test_manifest_chooses_studies_and_capabilities(batch, tmp_path):
     assert {s.study_id: s.kind for s in discover(studies)} == {"lv01": "cardiac", "lv02": "cardiac", "head01": "head", "broken": "unknown"}
     out = tmp_path / "out"
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--no-report"]) == 1
-    rec = json.loads((out / "batch.json").read_text())["studies"]
+    rec = json.loads((out / "batch.json").read_text(encoding="utf-8"))["studies"]
     assert rec[0]["status"] == "ok" and rec[0]["capabilities"] == ["thickness"]
     assert not (out / "studies" / "lv_wall" / "sparse4d").exists() and (out / "studies" / "lv_wall" / "thickness").is_dir()
     assert rec[1]["status"] == "failed" and "nowhere" in rec[1]["reason"]
@@ -259,7 +259,7 @@ def test_batch_segment_capability_with_a_cardiac_model(batch, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--cardiac-model", str(tmp_path / "model"),
                  "--device", "cpu", "--no-report"]) == 0
-    new = json.loads((out / "studies" / "lv_new" / "study.json").read_text())
+    new = json.loads((out / "studies" / "lv_new" / "study.json").read_text(encoding="utf-8"))
     m = new["metrics"]
     network, package = load_cardiac_network(tmp_path / "model")
     series, _ = load_study(tmp_path / "lv_new" / "dicom")
@@ -270,7 +270,7 @@ def test_batch_segment_capability_with_a_cardiac_model(batch, tmp_path, capsys):
     assert any("cleanup" in note for note in new["notes"]) and not (out / "studies" / "lv_new" / "cleanup").exists()
     labels4d = read_image(out / "studies" / "lv_new" / new["files"]["model_segmentation"], dimension=4)
     assert labels4d.GetSize()[3] == 6 and labels4d.GetSize()[:3] == series.phases[0].GetSize()
-    old = json.loads((out / "studies" / "lv01" / "study.json").read_text())["metrics"]
+    old = json.loads((out / "studies" / "lv01" / "study.json").read_text(encoding="utf-8"))["metrics"]
     truth = batch["lv_truth"]
     assert (old["ed_phase"], old["es_phase"]) == (truth["ed_index"], truth["es_index"])  # expert labels decide ED/ES
     assert old["measured_on"] == "labels" and len(old["predicted_curve_ml"]) == 8

@@ -49,5 +49,5 @@ def test_tiny_experiment_writes_dice_and_thickness_tables_and_plot(tmp_path, cap
     thickness = _rows(out / "thickness.csv")
     assert {(r["model"].split(" ")[0], r["role"], r["metric"]) for r in thickness} == {
         (m, role, metric) for m in ("partner", "fine-tuned") for role in ("ED", "ES") for metric in ("median_mm", "p95_mm", "max_mm")}
-    record = json.loads((out / "experiment.json").read_text())
+    record = json.loads((out / "experiment.json").read_text(encoding="utf-8"))
     assert record["config"]["sizes"] == [1, 2] and len(record["partner"]["sha256"]) == 64

@@ -81,7 +81,7 @@ def test_finetuning_beats_partner_and_random_init_by_more_than_the_seed_spread(s
     assert ft.card["parent"]["sha256"] == sites["partner"].sha256
     assert ft.card["training_data"]["local_cases"] == 5 and ft.card["training_data"]["labelled_phases"] == 10  # ED + ES only
     assert ft.card["training"]["lr"] == pytest.approx(1e-4)
-    log = (root / "ft1.checkpoints" / "training_log.csv").read_text().splitlines()
+    log = (root / "ft1.checkpoints" / "training_log.csv").read_text(encoding="utf-8").splitlines()
     assert log[0].split(",") == ["epoch", "lr", "train_loss", "val_loss", "val_dice_blood_pool", "val_dice_myocardium", "val_dice_mean"]
     lrs = [float(line.split(",")[1]) for line in log[1:]]
     np.testing.assert_allclose(lrs, 1e-4 * 0.9 ** np.arange(len(lrs)), rtol=1e-9)  # exponential decay 0.9 per epoch
@@ -105,7 +105,7 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(sites, tmp_pa
             break
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    state = json.loads((tmp_path / "ck_killed" / CHECKPOINT_STATE).read_text())
+    state = json.loads((tmp_path / "ck_killed" / CHECKPOINT_STATE).read_text(encoding="utf-8"))
     assert 2 <= state["epoch"] < 4 and not (tmp_path / "killed").exists()
     resumed = _cli(*common, "--resume")
     out, _ = resumed.communicate(timeout=300)
@@ -120,8 +120,8 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(sites, tmp_pa
     for key in a:
         # same trajectory; the subprocess and this process may round differently (BLAS/OpenMP set-up)
         np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=2e-3, rtol=0)
-    ha = json.loads((tmp_path / "ck_killed" / CHECKPOINT_STATE).read_text())["history"]
-    hb = json.loads((tmp_path / "ck_straight" / CHECKPOINT_STATE).read_text())["history"]
+    ha = json.loads((tmp_path / "ck_killed" / CHECKPOINT_STATE).read_text(encoding="utf-8"))["history"]
+    hb = json.loads((tmp_path / "ck_straight" / CHECKPOINT_STATE).read_text(encoding="utf-8"))["history"]
     assert [h["epoch"] for h in ha] == [1, 2, 3, 4]
     for x, y in zip(ha, hb):
         assert x["val_dice_mean"] == pytest.approx(y["val_dice_mean"], abs=2e-3)
@@ -134,7 +134,7 @@ def test_segment_a_4d_series_on_another_grid_finds_ed_es_and_ef(sites, tmp_path,
     write_series4d(Series4D(ph.series.phases, ph.series.percent_rr), series)
     assert main(["cardiac", "segment", str(series), "--model", str(sites["root"] / "partner"), "--out", str(tmp_path / "seg"),
                  "--device", "cpu"]) == 0
-    summary = json.loads((tmp_path / "seg" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "seg" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n_phases"] == 10 and summary["model"]["sha256"] == sites["partner"].sha256
     assert summary["ed_index"] == ph.truth.ed_index and summary["es_index"] == ph.truth.es_index
     assert summary["ejection_fraction"] == pytest.approx(ph.truth.ejection_fraction, abs=0.1)
@@ -149,7 +149,7 @@ def test_segment_a_4d_series_on_another_grid_finds_ed_es_and_ef(sites, tmp_path,
     assert [s.name for s in ed.segments] == ["LV blood pool", "LV myocardium"]
     dice = dice_per_label(sitk.GetArrayFromImage(ed.image), sitk.GetArrayFromImage(ph.clean_labels[ph.truth.ed_index]))
     assert dice["blood_pool"] > 0.8
-    assert len((tmp_path / "seg" / "volume_curve.csv").read_text().splitlines()) == 11
+    assert len((tmp_path / "seg" / "volume_curve.csv").read_text(encoding="utf-8").splitlines()) == 11
 
 
 def _one_line_error(capsys, argv) -> str:

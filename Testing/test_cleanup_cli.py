@@ -51,7 +51,7 @@ def test_close_keeps_names_and_colours_and_writes_a_report(tmp_path, capsys):
     np.testing.assert_array_equal(back.array(), clean)
     assert [(s.value, s.name) for s in back.segments] == [(1, "Blood pool (rater A)"), (2, "LV wall (rater A)")]
     np.testing.assert_allclose(back.segments[0].color, (0.9, 0.2, 0.1), atol=1e-3)
-    report = json.loads((tmp_path / "out" / "case_closed.report.json").read_text())
+    report = json.loads((tmp_path / "out" / "case_closed.report.json").read_text(encoding="utf-8"))
     added = {c["value"]: c["voxels_added"] for c in report["labels"]}
     assert added == {1: 12, 2: 0} and report["voxels_changed"] == 12
     assert report["regions"][0]["kind"] == "hole" and report["regions"][0]["labels"] == {"1": 12}
@@ -67,9 +67,9 @@ def test_close_radius_in_mm_and_fill_holes_with_limits(tmp_path, capsys):
     np.testing.assert_array_equal(read_labels(tmp_path / "a.nii.gz").array(), clean)  # a 1-voxel-wide hole closes at 1 mm
     # 4 voxels of 1 mm^3 = 0.004 mL: kept with a 0.003 mL limit, filled with 0.004 mL
     code, _, _ = run_cli(capsys, "cleanup", "fill-holes", src, "-o", tmp_path / "b.nii.gz", "--max-hole-size", "0.003", "--size-unit", "ml")
-    assert code == 0 and json.loads((tmp_path / "b.report.json").read_text())["voxels_changed"] == 0
+    assert code == 0 and json.loads((tmp_path / "b.report.json").read_text(encoding="utf-8"))["voxels_changed"] == 0
     code, _, _ = run_cli(capsys, "cleanup", "fill-holes", src, "-o", tmp_path / "c.nii.gz", "--max-hole-size", "0.004", "--size-unit", "ml")
-    assert code == 0 and json.loads((tmp_path / "c.report.json").read_text())["voxels_changed"] == 4
+    assert code == 0 and json.loads((tmp_path / "c.report.json").read_text(encoding="utf-8"))["voxels_changed"] == 4
 
 
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, capsys):
@@ -118,7 +118,7 @@ def test_agreement_over_folders_writes_csv_and_summary(tmp_path, capsys):
     expected_dice = 2 * (n_pool - 12) / (2 * n_pool - 12)
     assert float(rows[0]["dice"]) == pytest.approx(expected_dice, abs=1e-5) and float(rows[1]["dice"]) == 1.0
     assert float(rows[0]["volume_diff_ml"]) == pytest.approx(0.012)
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert summary["cases"] == ["p01", "p02"] and summary["labels"]["1"]["dice"]["n"] == 2
     assert "p01" in stdout
 
@@ -152,7 +152,7 @@ def test_fuse_three_raters(tmp_path, capsys):
         fused = read_labels(out)
         np.testing.assert_array_equal(fused.array(), clean)
         assert fused.segments[0].name == "Blood pool (rater A)"
-        assert json.loads((tmp_path / f"fused_{method}.report.json").read_text())["method"] == method
+        assert json.loads((tmp_path / f"fused_{method}.report.json").read_text(encoding="utf-8"))["method"] == method
 
 
 def test_batch_script_keeps_going_past_a_broken_file(tmp_path):

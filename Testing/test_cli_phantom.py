@@ -34,7 +34,7 @@ def test_lv_series_folder_loads_with_labels_for_every_phase(tmp_path, capsys):
         assert series.phases[i].GetSpacing() == pytest.approx((2.5, 2.5, 3.0))
         np.testing.assert_array_equal(arr(series.phases[i]), arr(ph.series.phases[i]))
         np.testing.assert_array_equal(arr(series.labels[i]), arr(ph.clean_labels[i]))
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     assert truth["truth"]["cavity_ml"] == pytest.approx(ph.truth.cavity_ml)
     assert truth["truth"]["ed_index"] == ph.truth.ed_index and truth["truth"]["es_index"] == ph.truth.es_index
     # The labels on disk give the truth's volumes (coarse grid: within 4 %).
@@ -55,7 +55,7 @@ def test_lv_nifti_form_with_defects(tmp_path):
     series = read_series4d(out / "image4d.nii.gz", out / "labels4d.nii.gz")
     assert len(series) == 6 and sorted(series.labels) == list(range(6))
     clean4d = arr(sitk.ReadImage(str(out / "clean_labels4d.nii.gz")))
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     assert truth["defects"] is True and truth["site"]["name"] == "site_b"
     for i in range(6):
         clean, bad = clean4d[i], arr(series.labels[i])
@@ -79,7 +79,7 @@ def test_head_writes_image_masks_and_truth(tmp_path):
     ph = head_ct(seed=3, spacing=(2.0, 2.0, 4.0))
     np.testing.assert_array_equal(arr(image), arr(ph.image))
     np.testing.assert_array_equal(arr(mask), arr(ph.mask))
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     assert truth["truth"]["has_hemorrhage"] is True
     assert [h["volume_ml"] for h in truth["truth"]["lesions"]] == pytest.approx([h.volume_ml for h in ph.truth.lesions])
     lesions, brain = arr(sitk.ReadImage(str(out / "lesions.nii.gz"))), arr(sitk.ReadImage(str(out / "brain_mask.nii.gz")))
@@ -93,7 +93,7 @@ def test_head_negative_scan_has_empty_mask(tmp_path, capsys):
     assert "no hemorrhage" in capsys.readouterr().out
     assert not arr(sitk.ReadImage(str(out / "mask.nii.gz"))).any()
     assert not arr(read_labels(out / "mask.seg.nrrd").image).any()
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
     assert truth["truth"]["lesions"] == [] and truth["truth"]["total_volume_ml"] == 0.0
 
 
@@ -101,7 +101,7 @@ def test_shell_label_file_and_truth(tmp_path):
     out = tmp_path / "shell"
     assert main(["phantom", "shell", "--out", str(out), "--r-inner", "12", "--r-outer", "18", "--spacing", "1", "1", "1.5"]) == 0
     labels = read_labels(out / "labels.nii.gz")
-    truth = json.loads((out / "truth.json").read_text())["truth"]
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))["truth"]
     assert truth["thickness_mm"] == pytest.approx(6.0)
     assert labels.image.GetSpacing() == pytest.approx((1.0, 1.0, 1.5))
     a = labels.array()
@@ -112,7 +112,7 @@ def test_shell_label_file_and_truth(tmp_path):
     assert main(["phantom", "shell", "--out", str(out2), "--kind", "cylinder", "--label-format", "seg.nrrd"]) == 0
     seg = read_labels(out2 / "labels.seg.nrrd")
     assert {s.value for s in seg.segments} == {1, 2}
-    assert json.loads((out2 / "truth.json").read_text())["truth"]["axis"] == [0.0, 0.0, 1.0]
+    assert json.loads((out2 / "truth.json").read_text(encoding="utf-8"))["truth"]["axis"] == [0.0, 0.0, 1.0]
 
 
 def test_sites_listing(capsys):
@@ -166,12 +166,12 @@ def test_existing_output_is_protected(tmp_path, capsys):
     argv = ["phantom", "shell", "--r-inner", "5", "--r-outer", "8"]
     assert main([*argv, "--out", str(other)]) == 2
     assert main([*argv, "--out", str(other), "--force"]) == 2  # not a phantom folder: never replaced
-    assert (other / "keep.txt").read_text() == "precious"
+    assert (other / "keep.txt").read_text(encoding="utf-8") == "precious"
     out = tmp_path / "shell"
     assert main([*argv, "--out", str(out)]) == 0
     assert main([*argv, "--out", str(out)]) == 2
     assert main([*argv[:-1], "9", "--out", str(out), "--force"]) == 0
-    assert json.loads((out / "truth.json").read_text())["truth"]["r_outer_mm"] == 9.0
+    assert json.loads((out / "truth.json").read_text(encoding="utf-8"))["truth"]["r_outer_mm"] == 9.0
     assert "--force" in capsys.readouterr().err
 
 

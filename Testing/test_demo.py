@@ -20,7 +20,7 @@ from segtransfer.sparse4d import read_sparse4d
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     studies = summary["studies"]
     assert set(studies) == {"lv_site_b", "head_positive_dicom"}
     assert all(r["status"] == "ok" for r in studies.values())
@@ -48,7 +48,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     # the batch's table and the report
     with open(out / summary["results"], newline="") as f:
         assert sorted(r["study"] for r in csv.DictReader(f)) == ["head_positive_dicom", "lv_site_b"]
-    report = (out / summary["report"]).read_text()
+    report = (out / summary["report"]).read_text(encoding="utf-8")
     assert "lv_site_b" in report and "head_positive_dicom" in report
     printed = capsys.readouterr().out
     assert f"Review report (open in a browser): {(out / 'batch' / 'report.html').resolve()}" in printed
@@ -59,7 +59,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     other.mkdir()
     (other / "notes.txt").write_text("keep")
     assert main(["demo", "--out", str(other), "--force"]) == 2
-    assert (other / "notes.txt").read_text() == "keep"
+    assert (other / "notes.txt").read_text(encoding="utf-8") == "keep"
 
 
 def check_transfer_step(out, summary):
@@ -72,7 +72,7 @@ def check_transfer_step(out, summary):
     tuned = load_package(out / "transfer" / tr["finetuned_model"]["package"], tr["finetuned_model"]["sha256"])
     assert tuned.card["parent"]["sha256"] == partner.sha256 == tr["finetuned_model"]["parent_sha256"]
     assert tuned.card["training_data"]["local_cases"] == 1 and partner.card["parent"] is None
-    detail = json.loads((out / "transfer" / "transfer.json").read_text())
+    detail = json.loads((out / "transfer" / "transfer.json").read_text(encoding="utf-8"))
     demo_seeds = {summary["seed"] + 1, summary["seed"] + 900}  # lv_site_b, head CT
     assert not demo_seeds & {s for seeds in detail["seeds"].values() for s in seeds}
     held = tr["held_out_local"]
@@ -81,9 +81,9 @@ def check_transfer_step(out, summary):
     # the batch ran the fine-tuned package on every phase of the demo's cardiac study
     lv = summary["studies"]["lv_site_b"]
     folder = out / "batch" / "studies" / "lv_site_b"
-    record = json.loads((folder / "study.json").read_text())
+    record = json.loads((folder / "study.json").read_text(encoding="utf-8"))
     assert record["capabilities"][0] == "segment" and record["metrics"]["measured_on"] == "labels"
-    seg_summary = json.loads((folder / "segment" / "summary.json").read_text())
+    seg_summary = json.loads((folder / "segment" / "summary.json").read_text(encoding="utf-8"))
     assert seg_summary["model"]["sha256"] == tuned.sha256
     series = read_series4d(out / "studies" / "lv_site_b")
     labels4d = read_image(folder / record["files"]["model_segmentation"], dimension=4)
@@ -100,7 +100,7 @@ def check_transfer_step(out, summary):
     expected = 2.0 * both.sum() / ((ed_labels == 1).sum() + (clean_ed == 1).sum())
     assert model["dice"]["ED"]["blood_pool"] == pytest.approx(expected, abs=1e-6)
     assert set(model["partner_dice"]) == {"ED", "ES"}
-    assert "Model: ED phase" in (out / summary["report"]).read_text()
+    assert "Model: ED phase" in (out / summary["report"]).read_text(encoding="utf-8")
 
 
 def test_demo_refuses_a_bad_device_or_thread_count_before_writing(tmp_path, capsys):

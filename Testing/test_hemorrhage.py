@@ -31,7 +31,7 @@ def test_shipped_model_is_a_small_phantom_package():
     path = default_model_path()
     size = sum(f.stat().st_size for f in path.iterdir())
     assert size < 20 * 1024 * 1024
-    card = json.loads((path / "model_card.json").read_text())
+    card = json.loads((path / "model_card.json").read_text(encoding="utf-8"))
     assert "not for clinical use" in card["limitations"].lower() and "phantom" in card["limitations"].lower()
 
 
@@ -107,7 +107,7 @@ def test_real_head_ct_skull_stripping_and_pipeline(tmp_path):
     assert (hu[brain] > 300).sum() == 0  # no bone inside
     assert np.median(hu[brain]) == pytest.approx(30.0, abs=15.0)  # brain parenchyma
     assert main(["hemorrhage", "segment", str(CRANIUM), "--out", str(tmp_path / "out")]) == 0
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert 900.0 < summary["brain_ml"] < 1800.0
 
 
@@ -121,7 +121,7 @@ def test_cli_segment_outputs_and_refusal(tmp_path):
 
     seg = read_labels(out / "hemorrhage.seg.nrrd")
     assert seg.segments[0].name == "Hemorrhage" and seg.image.GetSize() == h.image.GetSize()
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["detected"] and summary["lesions"]
     assert abs(sum(les["volume_ml"] for les in summary["lesions"]) - summary["volume_ml"]) < 1e-6
     from PIL import Image
@@ -144,7 +144,7 @@ def test_training_decreases_loss_writes_a_package_and_resumes_exactly(tmp_path):
         cases.append((f"c{i}", h.image, h.mask))
     common = dict(patch_size=64, positives=24, negatives=24, lr=1e-3, batch_size=8, seed=3, patience=50)
     full = train(cases, tmp_path / "full", max_epochs=3, checkpoint_dir=tmp_path / "ck_full", progress=lambda *_: None, **common)
-    log = (tmp_path / "ck_full" / "training_log.csv").read_text().splitlines()
+    log = (tmp_path / "ck_full" / "training_log.csv").read_text(encoding="utf-8").splitlines()
     losses = [float(line.split(",")[1]) for line in log[1:]]
     assert losses[-1] < losses[0]
     network, package = load_network(tmp_path / "full")

@@ -46,10 +46,10 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_epoch(cases, tmp_pa
         training.train(cases, tmp_path / "crashed", max_epochs=3, checkpoint_dir=crashed, **COMMON)
     monkeypatch.setattr(safetensors.torch, "save_file", real_save)
 
-    state = json.loads((crashed / training.CHECKPOINT_STATE).read_text())
+    state = json.loads((crashed / training.CHECKPOINT_STATE).read_text(encoding="utf-8"))
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert sorted(p.name for p in crashed.iterdir()) == sorted(training.CHECKPOINT_FILES)
-    assert len((crashed / training.LOG).read_text().splitlines()) == 2  # header + epoch 1
+    assert len((crashed / training.LOG).read_text(encoding="utf-8").splitlines()) == 2  # header + epoch 1
     assert not list(tmp_path.glob(".ck_crashed*"))  # no half-written folder left beside it
     assert not (tmp_path / "crashed").exists()  # no package from an unfinished run
 
@@ -59,7 +59,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_epoch(cases, tmp_pa
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-5)
-    assert json.loads((crashed / training.CHECKPOINT_STATE).read_text())["history"] == json.loads((straight / training.CHECKPOINT_STATE).read_text())["history"]
+    assert json.loads((crashed / training.CHECKPOINT_STATE).read_text(encoding="utf-8"))["history"] == json.loads((straight / training.CHECKPOINT_STATE).read_text(encoding="utf-8"))["history"]
 
 
 def test_checkpoint_folder_is_never_silently_discarded(cases, tmp_path):
@@ -69,10 +69,10 @@ def test_checkpoint_folder_is_never_silently_discarded(cases, tmp_path):
         training.train(cases, tmp_path / "pkg", max_epochs=2, checkpoint_dir=ckpt, **COMMON)
     with pytest.raises(InputError, match="other settings.*lr"):
         training.train(cases, tmp_path / "pkg", max_epochs=2, checkpoint_dir=ckpt, resume=True, **{**COMMON, "lr": 1e-4})
-    assert json.loads((ckpt / training.CHECKPOINT_STATE).read_text())["epoch"] == 1  # untouched
+    assert json.loads((ckpt / training.CHECKPOINT_STATE).read_text(encoding="utf-8"))["epoch"] == 1  # untouched
     other = tmp_path / "documents"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="other files"):
         training.train(cases, tmp_path / "pkg2", max_epochs=1, checkpoint_dir=other, **COMMON)
-    assert (other / "notes.txt").read_text() == "keep me"
+    assert (other / "notes.txt").read_text(encoding="utf-8") == "keep me"

@@ -95,18 +95,18 @@ def test_output_folder_guard_and_csv(tmp_path):
     result = HemorrhageResult(mask, sitk.Cast(mask * 0 + 1, sitk.sitkUInt8), float(84 * 0.5 * 0.8 * 2.5 / 1000), True, lesions_of(mask))
     out = tmp_path / "out"
     write_outputs(out, "scan", image, result, {"name": "test"})
-    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text(encoding="utf-8"))))
     assert [(r["first_slice"], r["last_slice"]) for r in rows] == [("2", "4"), ("6", "9")]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [les["slices"] for les in summary["lesions"]] == [[2, 4], [6, 9]]
-    assert summary_csv("scan", summary) == (out / "summary.csv").read_text()
+    assert summary_csv("scan", summary) == (out / "summary.csv").read_text(encoding="utf-8")
     write_outputs(out, "scan", image, result, {"name": "test"})  # an earlier output is replaced
     precious = tmp_path / "documents"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="not hemorrhage outputs"):
         write_outputs(precious, "scan", image, result, {"name": "test"})
-    assert (precious / "notes.txt").read_text() == "keep me"
+    assert (precious / "notes.txt").read_text(encoding="utf-8") == "keep me"
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not a folder"):
         check_output_folder(tmp_path / "file")

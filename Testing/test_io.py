@@ -145,7 +145,7 @@ def make_series(image: sitk.Image, n: int = 4) -> Series4D:
 def test_series4d_folder_round_trip(tmp_path, oblique_image):
     series = make_series(oblique_image)
     write_series4d(series, tmp_path / "study")
-    manifest = json.loads((tmp_path / "study" / "series.json").read_text())
+    manifest = json.loads((tmp_path / "study" / "series.json").read_text(encoding="utf-8"))
     assert [("labels" in e) for e in manifest["phases"]] == [True, False, True, False]
     back = read_series4d(tmp_path / "study")
     assert len(back) == 4 and sorted(back.labels) == [0, 2]

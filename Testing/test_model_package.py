@@ -141,7 +141,7 @@ def test_round_trip_folder_and_zip_give_identical_outputs_and_metadata(source):
     assert len(bn_mean) == sum(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules()) > 0
     for k in bn_mean:
         assert torch.equal(state[k], net.state_dict()[k]) and state[k].abs().sum() > 0
-    card_md = (folder.path / "MODEL_CARD.md").read_text()
+    card_md = (folder.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "Site 1 (partner)" in card_md and "LV myocardium" in card_md and "dice_myocardium" in card_md
     # Saving the loaded package again reproduces the same bytes.
     again = save_package(load_package(archive.path), folder.path.parent / "again")
@@ -214,7 +214,7 @@ def test_unknown_files_and_subfolders_are_refused(package_copy):
 
 
 def test_newer_format_version_is_refused(package_copy):
-    desc = json.loads((package_copy / "model.json").read_text())
+    desc = json.loads((package_copy / "model.json").read_text(encoding="utf-8"))
     desc["format_version"] = 2
     (package_copy / "model.json").write_text(json.dumps(desc))
     rewrite_checksums(package_copy)
@@ -322,8 +322,8 @@ def test_architectures_outside_the_allow_list_are_refused(source, tmp_path):
     bundle = tmp_path / "bundle"
     export_bundle(source[1].path, bundle)
     cfg_path = bundle / "configs" / "inference.json"
-    original = json.loads(cfg_path.read_text())
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    original = json.loads(cfg_path.read_text(encoding="utf-8"))
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     meta.pop("segtransfer")
     (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
     attacks = {
@@ -384,10 +384,10 @@ def test_bundle_export_import_round_trip_gives_identical_outputs(source, tmp_pat
         assert imported.card["imported_from"]["package_sha256"] == folder.sha256
         assert imported.card["provenance"] == CARD["provenance"]
         assert torch.equal(outputs(load_network(imported.path)[0]), outputs(net))
-    cfg = json.loads((tmp_path / "bundle" / "configs" / "inference.json").read_text())
+    cfg = json.loads((tmp_path / "bundle" / "configs" / "inference.json").read_text(encoding="utf-8"))
     assert cfg["network_def"] == {"_target_": "monai.networks.nets.UNet", **json.loads(json.dumps(UNET_ARGS))}
     assert sorted(p.name for p in (tmp_path / "bundle" / "models").iterdir()) == ["model.safetensors"]
-    meta = json.loads((tmp_path / "bundle" / "configs" / "metadata.json").read_text())
+    meta = json.loads((tmp_path / "bundle" / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "LV blood pool", "2": "LV myocardium"}
     # Weights changed after export are caught by the hash recorded in the metadata.
     weights = tmp_path / "bundle" / "models" / "model.safetensors"

@@ -45,8 +45,8 @@ def assert_only_weights_left(site_out, rounds):
     """The audit of what left the site: one record per round, the network's full state dict (names and
     shapes) as arrays, nothing else in the payload, and only the sample count as metadata."""
     expected = build_network(hemorrhage_description()).state_dict()
-    status = json.loads((site_out / "status.json").read_text())
-    records = [json.loads(line) for line in (site_out / "outgoing.jsonl").read_text().splitlines()]
+    status = json.loads((site_out / "status.json").read_text(encoding="utf-8"))
+    records = [json.loads(line) for line in (site_out / "outgoing.jsonl").read_text(encoding="utf-8").splitlines()]
     failed = [r for r in records if r["return_code"] != "OK"]
     for record in failed:  # a failed round sends its error code and nothing else
         assert record["data_kind"] is None and record["arrays"] == {} and record["meta"] == {} and record["bytes"] == 0
@@ -68,7 +68,7 @@ def test_fedavg_global_model_is_the_sample_weighted_mean_of_the_sites(sites, tmp
     assert summary["complete"] and summary["completed_rounds"] == 1 and summary["failures"] == []
     glob = weights_of(out / "global_model")
     locals_ = {s: weights_of(out / "sites" / s / "local_model") for s in ("site_a", "site_b")}
-    counts = {s: json.loads((out / "sites" / s / "status.json").read_text())["rounds"][0]["n_samples"] for s in ("site_a", "site_b")}
+    counts = {s: json.loads((out / "sites" / s / "status.json").read_text(encoding="utf-8"))["rounds"][0]["n_samples"] for s in ("site_a", "site_b")}
     assert all(n > 0 for n in counts.values())
     start = initial_weights(hemorrhage_description(), 0)
     total = sum(counts.values())
@@ -98,10 +98,10 @@ def test_cyclic_site_failing_mid_round_keeps_last_good_model_and_resumes(sites, 
     site_folders = {"site_a": sites["site_a"], "site_b": broken_b}
     with pytest.raises(RunIncomplete, match=r"0 of 1 rounds completed \(site site_b failed in round 1: .*zz_broken.*--resume"):
         simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, progress=QUIET)
-    summary = json.loads((out / "run.json").read_text())
+    summary = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert [f["site"] for f in summary["failures"]] == ["site_b"] and not summary["complete"]
     kept = weights_of(out / "global_model")  # the last good global model: what site_a sent, or the initial one
-    a_status = json.loads((out / "sites" / "site_a" / "status.json").read_text())
+    a_status = json.loads((out / "sites" / "site_a" / "status.json").read_text(encoding="utf-8"))
     reference = weights_of(out / "sites" / "site_a" / "local_model") if a_status["rounds"] else initial_weights(hemorrhage_description(), 0)
     for key in kept:
         np.testing.assert_array_equal(kept[key].reshape(reference[key].shape), reference[key], err_msg=key)
@@ -126,13 +126,13 @@ def test_exported_job_ships_no_code_and_names_only_installed_components(tmp_path
     job = out / "segtransfer-hemorrhage-cyclic"
     files = sorted(p.relative_to(job).as_posix() for p in job.rglob("*") if p.is_file())
     assert files == ["app/config/config_fed_client.json", "app/config/config_fed_server.json", "meta.json"]
-    client = json.loads((job / "app/config/config_fed_client.json").read_text())
-    server = json.loads((job / "app/config/config_fed_server.json").read_text())
+    client = json.loads((job / "app/config/config_fed_client.json").read_text(encoding="utf-8"))
+    server = json.loads((job / "app/config/config_fed_server.json").read_text(encoding="utf-8"))
     paths = [client["executors"][0]["executor"]["path"]] + [f["path"] for g in client["task_result_filters"] for f in g["filters"]]
     paths += [c["path"] for c in server["components"]] + [w["path"] for w in server["workflows"]]
     assert all(p in ALLOWED_CLASSES or p.startswith("nvflare.") for p in paths), paths
     assert client["executors"][0]["executor"]["args"] == {"options": {"lr": 0.0001}}  # no site folder: each site sets its own
-    allowed = json.loads((out / "site_resources.json").read_text())["class_allow_list"]
+    allowed = json.loads((out / "site_resources.json").read_text(encoding="utf-8"))["class_allow_list"]
     assert set(ALLOWED_CLASSES) <= set(allowed)
 
 
@@ -186,7 +186,7 @@ def test_evaluation_command_on_known_data(sites, tmp_path):
             "--single", f"shipped={default_model_path()}", "--multi", f"blank={tmp_path / 'blank'}", "--out", str(out)]
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["evaluation.json", "per_scan.csv", "per_site.csv", "table.md", "wilcoxon.csv"]
-    ev = json.loads((out / "evaluation.json").read_text())
+    ev = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
     rows = ev["per_scan"]
     assert len(rows) == 2 * 2 * 2  # models x sites x test scans
     for r in rows:
@@ -194,7 +194,7 @@ def test_evaluation_command_on_known_data(sites, tmp_path):
         mask = sitk.ReadImage(str(case / "mask.nii.gz"))
         voxels = int(sitk.GetArrayViewFromImage(mask).sum())
         assert r["manual_ml"] == pytest.approx(voxels * np.prod(mask.GetSpacing()) / 1000.0)
-        truth = json.loads((case / "truth.json").read_text())["total_volume_ml"]
+        truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))["total_volume_ml"]
         assert r["manual_ml"] == pytest.approx(truth, rel=0.35)  # the phantom's analytic volume, at 3 x 3 x 8 mm voxels
         if r["model"] == "blank":
             assert r["dice"] == 0.0 and r["predicted_ml"] == 0.0
@@ -206,7 +206,7 @@ def test_evaluation_command_on_known_data(sites, tmp_path):
     [w] = ev["wilcoxon"]
     assert (w["multi_site"], w["single_site"], w["scans"]) == ("blank", "shipped", 2)
     assert w["median_dice_difference"] == pytest.approx(-np.median(site_c))
-    table = (out / "table.md").read_text()
+    table = (out / "table.md").read_text(encoding="utf-8")
     assert "site_c (held out) Dice" in table and "| blank | multi-site | 0.000 ± 0.000" in table
     assert main(argv) == 2  # the output folder is not overwritten
 

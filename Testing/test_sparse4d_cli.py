@@ -108,7 +108,7 @@ def test_bad_input_one_line_exit_2_no_output(lv, study, tmp_path, capsys):
     (tmp_path / "keep" / "notes.txt").write_text("mine")
     assert main(["sparse4d", "export", str(study), "--out", str(tmp_path / "keep")]) == 2
     assert "holds no sparse4d.json; refusing to replace it" in capsys.readouterr().err
-    assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "keep" / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_manifest_command(study, tmp_path, capsys):
@@ -119,9 +119,9 @@ def test_manifest_command(study, tmp_path, capsys):
             "--split", "0.6", "0.2", "0.2", "--seed", "3"]
     assert main(args) == 0
     assert "5 studies (train 3, validation 1, test 1), seed 3" in capsys.readouterr().out
-    first = json.loads((tmp_path / "dataset.json").read_text())
+    first = json.loads((tmp_path / "dataset.json").read_text(encoding="utf-8"))
     assert main(args) == 0
-    assert json.loads((tmp_path / "dataset.json").read_text()) == first
+    assert json.loads((tmp_path / "dataset.json").read_text(encoding="utf-8")) == first
     ids = [s["id"] for s in read_manifest(tmp_path / "dataset.json")]
     assert ids == [f"s{k}" for k in range(5)]
     assert main(["sparse4d", "manifest", "--studies", str(tmp_path / "pairs"), "--out", str(tmp_path / "x.json"),
@@ -150,7 +150,7 @@ def test_batch_script_goes_on_past_broken_studies(lv, study, tmp_path):
     run = subprocess.run(cmd + ["--manifest", str(out / "dataset.json"), "--split", "0.5", "0.5", "0"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 1, run.stderr
-    report = json.loads((out / "batch_report.json").read_text())["studies"]
+    report = json.loads((out / "batch_report.json").read_text(encoding="utf-8"))["studies"]
     status = {r["study"]: r["status"] for r in report}
     assert status == {"a_series": "ok", "b_nifti": "ok", "c_broken": "failed", "d_empty": "failed"}
     errors = {r["study"]: r["error"] for r in report}
@@ -161,7 +161,7 @@ def test_batch_script_goes_on_past_broken_studies(lv, study, tmp_path):
         assert pair.labelled_phases() == [t.ed_index, t.es_index]
         assert pair.record["ejection_fraction"] == pytest.approx(t.ejection_fraction, abs=0.02)
     assert not (out / "c_broken").exists() and not (out / "d_empty").exists()
-    manifest = json.loads((out / "dataset.json").read_text())
+    manifest = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert sorted(s["id"] for s in manifest["studies"]) == ["a_series", "b_nifti"]
     assert len(list(csv.DictReader((out / "batch_report.csv").open()))) == 4
 
@@ -169,7 +169,7 @@ def test_batch_script_goes_on_past_broken_studies(lv, study, tmp_path):
     stamp = (out / "a_series" / "image4d.nii.gz").stat().st_mtime_ns
     again = subprocess.run(cmd[:2] + ["--"] + cmd[2:], capture_output=True, text=True, timeout=120)
     assert again.returncode == 1
-    report = {r["study"]: r["status"] for r in json.loads((out / "batch_report.json").read_text())["studies"]}
+    report = {r["study"]: r["status"] for r in json.loads((out / "batch_report.json").read_text(encoding="utf-8"))["studies"]}
     assert report["a_series"] == "skipped" and report["b_nifti"] == "skipped"
     assert (out / "a_series" / "image4d.nii.gz").stat().st_mtime_ns == stamp
     np.testing.assert_equal(read_sparse4d(out / "b_nifti").labelled_phases(), [t.ed_index, t.es_index])

@@ -124,7 +124,7 @@ def test_labelled_phases_survive_in_nifti_header(tmp_path):
         reader.ReadImageInformation()
         assert reader.GetMetaData("descrip") == "segtransfer sparse4d n=4 labelled=0,2"
         assert reader.GetMetaData("aux_file") == SIDECAR
-    side = json.loads((tmp_path / "pair" / SIDECAR).read_text())
+    side = json.loads((tmp_path / "pair" / SIDECAR).read_text(encoding="utf-8"))
     assert side["labelled"] == [True, False, True, False] and side["labelled_phases"] == [0, 2]
     assert side["study_id"] == "pair" and side["header_note"] == "segtransfer sparse4d n=4 labelled=0,2"
     # pool volumes of the boxes: 4 x 10 x 8 and 4 x 6 x 8 voxels of 0.8 x 0.9 x 2 mm
@@ -147,7 +147,7 @@ def test_read_refuses_disagreeing_or_unsafe_pairs(tmp_path):
     good = read_sparse4d(folder)
     assert good.labelled_phases() == [0, 2] and good.phase_labels(1) is None
 
-    side = json.loads((folder / SIDECAR).read_text())
+    side = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
     bad = dict(side, labelled=[True, True, False, False], labelled_phases=[0, 1])
     (folder / SIDECAR).write_text(json.dumps(bad))
     with pytest.raises(InputError, match=r"header says labelled phases \[0, 2\] of 4, the sidecar sparse4d.json says \[0, 1\]"):

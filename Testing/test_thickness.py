@@ -190,7 +190,7 @@ def test_cli_compute_series_and_compare(tmp_path, capsys):
     ed_file = next(out.glob("*_ED_epicardium.vtk"))
     assert ed_file.read_bytes().splitlines()[1].endswith(b"SPACE=LPS")
     assert any(out.glob("*_streamlines.vtk"))
-    stats = json.loads((out / "statistics.json").read_text())
+    stats = json.loads((out / "statistics.json").read_text(encoding="utf-8"))
     assert stats["method"] == "streamline"
     # a single label file; then a bad one leaves no output
     assert main(["phantom", "shell", "--out", str(tmp_path / "shell"), "--r-inner", "8", "--r-outer", "12"]) == 0
@@ -240,4 +240,21 @@ def test_batch_script_keeps_going_past_a_broken_study(tmp_path):
     assert abs(float(by_study["a"]["median_mm"]) - 3.0) < 0.3 and abs(float(by_study["b"]["median_mm"]) - 4.0) < 0.3
     again = subprocess.run([sys.executable, str(script), str(src), str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
-    assert "skipped (done)" in (tmp_path / "out" / "thickness_summary.csv").read_text()
+    assert "skipped (done)" in (tmp_path / "out" / "thickness_summary.csv").read_text(encoding="utf-8")
+
+
+def test_a_stray_wall_voxel_leaves_the_result_unchanged():
+    """A lone myocardium voxel away from the wall (as a predicted label map may hold) has no
+    boundary value to take: both solvers stay finite and the shell's thickness map does not change."""
+    import warnings
+
+    labels, _ = spherical_shell(6.0, 10.0)
+    arr = labels.array().copy()
+    arr[2, 2, 2] = 2
+    stray = sitk.GetImageFromArray(arr)
+    stray.CopyInformation(labels.image)
+    clean = compute_thickness(labels).thickness_mm
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by a zero diagonal would warn
+        for solver in ("cg", "jacobi"):
+            np.testing.assert_allclose(compute_thickness(stray, solver=solver).thickness_mm, clean, atol=1e-5)

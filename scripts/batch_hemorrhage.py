@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             rows.append({"scan": name, "status": status})
             continue
-        summary = json.loads((out / "summary.json").read_text())
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         rows.append({"scan": name, "status": status, "detected": summary["detected"], "volume_ml": f"{summary['volume_ml']:.3f}",
                      "lesions": len(summary["lesions"]), "brain_ml": f"{summary['brain_ml']:.1f}"})
     buf = io.StringIO()

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             rows.append({"study": name, "status": status})
             continue
-        with open(out / "statistics.csv", newline="") as f:
+        with open(out / "statistics.csv", newline="", encoding="utf-8") as f:
             rows.extend({**r, "status": status} for r in csv.DictReader(f))
     columns = ["study", "phase", "role", "mean_mm", "median_mm", "p95_mm", "max_mm", "n_vertices", "n_invalid", "status"]
     buf = io.StringIO()

@@ -60,13 +60,13 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
          "--multi", f"cyclic={out / 'cyclic' / 'global_model'}", "--multi", f"fedavg={out / 'fedavg' / 'global_model'}",
          *[a for s in training for a in ("--local", f"fedavg local {s}={out / 'fedavg' / 'sites' / s / 'local_model'}")],
          "--out", str(out / "evaluation")])
-    ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    ev = json.loads((out / "evaluation" / "evaluation.json").read_text(encoding="utf-8"))
     means = {m: v["dice_mean"] for m, v in ev["held_out_mean"].items()}
     single = [means[f"single {s}"] for s in training]
     multi = {"cyclic": means["cyclic"], "fedavg": means["fedavg"]}
     check = {"held_out_mean_dice": means, "single_site_mean": sum(single) / len(single), "multi_site": multi,
              "holds": all(v >= sum(single) / len(single) for v in multi.values()), "minutes": (time.time() - started) / 60}
-    (out / "check.json").write_text(json.dumps(check, indent=2) + "\n")
+    (out / "check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
     return check
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr,
                "batch_size": args.batch_size, "seed": args.seed}
     check = experiment(args.out, args.train, args.test, args.epochs, args.spacing, options, args.seed, args.in_plane, args.sites, args.fedavg_local_epochs)
-    print((args.out / "evaluation" / "table.md").read_text())
+    print((args.out / "evaluation" / "table.md").read_text(encoding="utf-8"))
     print(json.dumps(check, indent=2))
     raise SystemExit(0 if check["holds"] else 1)
 

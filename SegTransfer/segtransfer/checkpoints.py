@@ -80,7 +80,7 @@ def check_checkpoint_folder(folder: str | os.PathLike, resume: bool, settings: d
     if not resume:
         raise InputError(folder, "holds the checkpoint of an earlier run: resume it (--resume) or choose another checkpoint folder")
     try:
-        saved = json.loads((folder / CHECKPOINT_STATE).read_text()).get("settings")
+        saved = json.loads((folder / CHECKPOINT_STATE).read_text(encoding="utf-8")).get("settings")
     except ValueError:
         raise InputError(folder / CHECKPOINT_STATE, "corrupt checkpoint state (not JSON)") from None
     if saved is not None and saved != settings:
@@ -95,7 +95,7 @@ def load_checkpoint(folder: str | os.PathLike, network: torch.nn.Module, optimiz
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    state = json.loads((folder / CHECKPOINT_STATE).read_text())
+    state = json.loads((folder / CHECKPOINT_STATE).read_text(encoding="utf-8"))
     network.load_state_dict(load_file(str(folder / CHECKPOINT_WEIGHTS)))
     tensors = load_file(str(folder / CHECKPOINT_OPTIMIZER))
     opt = optimizer.state_dict()

@@ -91,7 +91,7 @@ def configured(tmp_path_factory):
     out = subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), f"-DSlicer_DIR={stub}", "-DBUILD_TESTING=ON"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    return build, (build / "slicer-macros.txt").read_text().splitlines()
+    return build, (build / "slicer-macros.txt").read_text(encoding="utf-8").splitlines()
 
 
 def test_every_module_is_built_with_generic_tests_and_a_self_test(configured):

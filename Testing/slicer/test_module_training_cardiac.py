@@ -73,7 +73,7 @@ def test_cardiac_training_then_sequence_segmentation_in_the_background(scene, ma
         assert [s.name for s in names][:1] == ["LV blood pool"]
         np.testing.assert_array_equal(sitk.GetArrayFromImage(labels.image), sitk.GetArrayFromImage(expected.labels[i]))
         assert labels.image.GetSpacing() == pytest.approx(ph.series.phases[i].GetSpacing(), rel=1e-5)
-    assert json.loads((out / "summary.json").read_text())["n_phases"] == 4
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["n_phases"] == 4
 
 
 def test_cardiac_logic_refuses_missing_inputs(scene, tmp_path):

@@ -14,7 +14,7 @@ MODULES = ["SegTransferCleanup", "SegTransferSparse4D", "SegTransferTraining", "
 
 @pytest.mark.parametrize("module", MODULES)
 def test_widget_names_exist_in_ui(module):
-    source = (ROOT / "SegTransfer" / f"{module}.py").read_text()
+    source = (ROOT / "SegTransfer" / f"{module}.py").read_text(encoding="utf-8")
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     tree = ET.parse(ROOT / "Resources" / "UI" / f"{module}.ui")
     declared = {w.get("name"): w.get("class") for w in tree.iter("widget")}
@@ -30,8 +30,8 @@ def test_widget_names_exist_in_ui(module):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_is_built_by_cmake(module):
-    cmake = (ROOT / "SegTransfer" / "CMakeLists.txt").read_text()
-    assert "add_subdirectory(SegTransfer)" in (ROOT / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "SegTransfer" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert "add_subdirectory(SegTransfer)" in (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     assert f"NAME {module}" in cmake
     assert (ROOT / "Resources" / "Icons" / f"{module}.png").exists()
 
@@ -54,7 +54,7 @@ def test_cmake_builds_exactly_the_module_files_and_shared_library():
     and file, every SegTransferLib file ships, and each self-test is registered."""
     import struct
 
-    cmake = (ROOT / "SegTransfer" / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "SegTransfer" / "CMakeLists.txt").read_text(encoding="utf-8")
     module_files = sorted(p.stem for p in (ROOT / "SegTransfer").glob("SegTransfer*.py"))
     assert module_files == sorted(MODULES)
     built = re.findall(r"NAME (\w+)", cmake)

@@ -71,7 +71,7 @@ def capabilities_for(study: Study, chosen: tuple[str, ...] | None, with_model: b
 
 def _earlier(folder: Path, study: Study, caps: tuple[str, ...], fp: str) -> dict | None:
     try:
-        rec = json.loads((folder / STUDY_FILE).read_text())
+        rec = json.loads((folder / STUDY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if rec.get("status") == "ok" and rec.get("capabilities") == list(caps) and rec.get("fingerprint") == fp:

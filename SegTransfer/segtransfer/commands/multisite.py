@@ -143,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for name, folder in _pairs(args.run, "--run").items():
         run = Path(folder)
         try:
-            summary = json.loads((run / RUN_FILE).read_text())
+            summary = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise InputError(run, f"not a 'multisite simulate' run folder (no readable {RUN_FILE})") from None
         if not summary.get("global_model"):

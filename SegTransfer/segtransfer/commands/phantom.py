@@ -49,7 +49,7 @@ def _check_out(out: Path, force: bool) -> None:
         if not force:
             raise InputError(out, "folder exists and is not empty (use --force to replace an earlier phantom)")
         try:
-            earlier = json.loads((out / TRUTH_FILE).read_text())
+            earlier = json.loads((out / TRUTH_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             earlier = None
         if not isinstance(earlier, dict) or not str(earlier.get("generator", "")).startswith("segtransfer.phantoms"):

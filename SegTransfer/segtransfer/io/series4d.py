@@ -88,7 +88,7 @@ def read_series4d(path: str | os.PathLike, labels_path: str | os.PathLike | None
         if not manifest.exists():
             raise InputError(p, f"no {MANIFEST} manifest in this folder (a 4D series folder needs one)")
         try:
-            meta = json.loads(manifest.read_text())
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(manifest, f"not valid JSON ({exc})") from None
         if meta.get("format") != FORMAT or not isinstance(meta.get("phases"), list):
@@ -142,5 +142,5 @@ def write_series4d(series: Series4D, path: str | os.PathLike, form: str = "folde
                 entry["labels"] = f"labels_{i:02d}.nii.gz"
                 write_labels(series.labels[i], tmp / entry["labels"])
             entries.append(entry)
-        (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": 1, "phases": entries}, indent=2))
+        (tmp / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": 1, "phases": entries}, indent=2), encoding="utf-8")
     return p

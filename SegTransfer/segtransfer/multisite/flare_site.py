@@ -105,7 +105,7 @@ class SiteTrainer(Executor):
         out = site_output_dir(fl_ctx, self.output_dir)
         if self._status is None:  # a resumed run continues the site's earlier status
             try:
-                self._status = json.loads((out / STATUS_FILE).read_text())
+                self._status = json.loads((out / STATUS_FILE).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 self._status = {"site": site, "task": self.task, "local_epochs": self.local_epochs, "rounds": [], "error": None}
         round_index = self.first_round + int(shareable.get_header(AppConstants.CURRENT_ROUND, 0) or 0)

@@ -65,7 +65,7 @@ def write_site(folder: str | os.PathLike, site: str, *, train: int, test: int, s
                 case.mkdir(parents=True)
                 sitk.WriteImage(h.image, str(case / "image.nii.gz"))
                 sitk.WriteImage(h.mask, str(case / "mask.nii.gz"))
-                (case / "truth.json").write_text(json.dumps({"site": site, "seed": case_seed, **h.truth.to_dict()}, indent=2) + "\n")
+                (case / "truth.json").write_text(json.dumps({"site": site, "seed": case_seed, **h.truth.to_dict()}, indent=2) + "\n", encoding="utf-8")
                 n += 1
                 progress(n / total, f"{site}: {split} case {i + 1}/{count}")
     return Path(folder)

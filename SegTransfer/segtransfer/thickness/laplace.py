@@ -100,12 +100,21 @@ def _field(b: Boundaries, system: LaplaceSystem, values: np.ndarray) -> np.ndarr
     return u
 
 
+def _safe_diagonal(system: LaplaceSystem) -> np.ndarray:
+    """The matrix diagonal with 1 where it is 0: a wall voxel whose six faces are all no-flux (a stray
+    voxel, e.g. in a predicted label map) has an empty row and a zero right-hand side, so it keeps
+    u = 0 and reaches no epicardial vertex; 1 only keeps the preconditioner finite."""
+    d = system.matrix.diagonal().copy()
+    d[d == 0] = 1.0
+    return d
+
+
 def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
     """Solve with conjugate gradients preconditioned by the diagonal (the operator is SPD).  The wall
     is thin (a few voxels across), so CG needs on the order of tens of iterations."""
     t0 = time.perf_counter()
     system = assemble(b)
-    inv_diag = 1.0 / system.matrix.diagonal()
+    inv_diag = 1.0 / _safe_diagonal(system)
     precondition = linalg.LinearOperator(system.matrix.shape, matvec=lambda x: inv_diag * x)
     iterations = 0
 
@@ -125,8 +134,8 @@ def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int 
     not used by default.  Stops when the relative residual falls below ``rtol``."""
     t0 = time.perf_counter()
     system = assemble(b)
-    d = system.matrix.diagonal()
-    off = system.matrix - sparse.diags(d)
+    d = _safe_diagonal(system)
+    off = system.matrix - sparse.diags(system.matrix.diagonal())
     u = np.zeros_like(system.rhs)
     norm_b = np.linalg.norm(system.rhs)
     residual = 1.0
