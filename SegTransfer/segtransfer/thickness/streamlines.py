@@ -37,12 +37,13 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
           keep_paths: bool = False) -> Streamlines:
     """Trace from ``seeds_zyx`` (n, 3; continuous indices of ``u``'s grid) down the gradient of ``u``.
 
-    ``step_mm``: RK4 step (default half the smallest spacing; a whole one lets some streamlines
-    stall at the thick-slice poles of a 0.5 x 0.5 x 2 mm shell).  A seed whose streamline has not
-    reached u = 0 within ``max_length_mm``, or stalls where the gradient vanishes, is invalid.
+    ``step_mm``: RK4 step (default the smallest spacing); where the four RK4 directions of a step
+    disagree (the field turns within it) that seed's step is halved, down to an eighth.  A seed
+    whose streamline has not reached u = 0 within ``max_length_mm``, leaves the grid, or still turns
+    at the smallest step (the gradient vanishes) is invalid.
     """
     spacing = np.asarray(spacing_zyx, dtype=float)
-    step = float(step_mm or spacing.min() / 2.0)
+    step = float(step_mm or spacing.min())
     grads = [np.gradient(u, spacing[a], axis=a) for a in range(3)]
 
     def direction(p: np.ndarray) -> np.ndarray:
@@ -62,33 +63,40 @@ def trace(u: np.ndarray, spacing_zyx, seeds_zyx: np.ndarray, step_mm: float | No
     start_dir = np.full((n, 3), np.nan)
     end_dir = np.full((n, 3), np.nan)
     shape = np.array(u.shape) - 1
-    for _ in range(int(np.ceil(max_length_mm / step))):
+    h = np.full(n, step)  # per-seed step: halved where the four RK4 directions disagree
+    for _ in range(4 * int(np.ceil(max_length_mm / step))):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        q = p[idx]
+        q, hq = p[idx], h[idx][:, None]
         k1 = direction(q)
-        k2 = direction(q + 0.5 * step * k1 / spacing)
-        k3 = direction(q + 0.5 * step * k2 / spacing)
-        k4 = direction(q + step * k3 / spacing)
+        k2 = direction(q + 0.5 * hq * k1 / spacing)
+        k3 = direction(q + 0.5 * hq * k2 / spacing)
+        k4 = direction(q + hq * k3 / spacing)
         move = (k1 + 2 * k2 + 2 * k3 + k4) / 6.0
         moved = np.linalg.norm(move, axis=1)
         unit = move / np.maximum(moved, 1e-12)[:, None]
-        first = np.isnan(start_dir[idx, 0])
-        start_dir[idx[first]] = unit[first]
-        end_dir[idx] = unit
-        q_new = q + step * move / spacing
+        q_new = q + hq * move / spacing
         u_new = _sample(u, q_new)
-        stalled = (moved < 0.5) | np.any((q_new < 0) | (q_new > shape), axis=1)
-        crossed = (u_new <= 0) & ~stalled
+        outside = np.any((q_new < 0) | (q_new > shape), axis=1)
+        turning = (moved < 0.5) & ~outside
+        retry = turning & (h[idx] > step / 8)  # the field turns within the step: try again with half of it
+        h[idx[retry]] *= 0.5
+        go = ~retry
+        stalled = outside | (turning & ~retry) | (length[idx] > max_length_mm)
+        crossed = (u_new <= 0) & ~stalled & go
+        first = go & np.isnan(start_dir[idx, 0])
+        start_dir[idx[first]] = unit[first]
+        end_dir[idx[go]] = unit[go]
         frac = np.where(crossed, u_prev[idx] / np.maximum(u_prev[idx] - u_new, 1e-12), 1.0)
-        length[idx] += step * moved * frac
+        length[idx[go]] += (h[idx] * moved * frac)[go]
         end = q + frac[:, None] * (q_new - q)
-        p[idx] = np.where(crossed[:, None], end, q_new)
+        p[idx[go]] = np.where(crossed[:, None], end, q_new)[go]
         if keep_paths:
             for j, i in enumerate(idx):
-                paths[i].append(p[i].copy())
+                if go[j]:
+                    paths[i].append(p[i].copy())
         result[idx[crossed]] = length[idx[crossed]]
         active[idx[crossed | stalled]] = False
-        u_prev[idx] = u_new
+        u_prev[idx[go]] = u_new[go]
     return Streamlines(result, [np.array(x) for x in paths] if keep_paths else None, start_dir, end_dir, p)
