@@ -152,9 +152,8 @@ class SegTransferSparse4DLogic(SceneLogic):
 
     @staticmethod
     def safeName(name):
-        """A node name as a folder name (letters, digits, ``-``, ``_``, ``.``; others become ``_``)."""
-        cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
-        return cleaned or "sparse4d"
+        """A node name as a folder name (see :func:`SegTransferLib.nodes.folder_name`)."""
+        return nodes.folder_name(name, "sparse4d")
 
     def start(self, imageSequenceNode, labelSequenceNode, outputFolder, spacing_mm=1.0, crop_margin_mm=None,
               cleanup_radius=None, ed_index=None, es_index=None, workFolder=None):

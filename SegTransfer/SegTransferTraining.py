@@ -182,9 +182,8 @@ class SegTransferTrainingLogic(SceneLogic):
 
     @staticmethod
     def caseName(name):
-        """A node name as a case folder name (letters, digits, ``-``, ``_``, ``.``; others become ``_``)."""
-        cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
-        return cleaned or "case"
+        """A node name as a case folder name (see :func:`SegTransferLib.nodes.folder_name`)."""
+        return nodes.folder_name(name, "case")
 
     def exportCase(self, volumeNode, labelsNode, casesFolder, caseName=None):
         """Write one training case as ``casesFolder/<case>/image.nii.gz`` (the volume, LPS geometry) and

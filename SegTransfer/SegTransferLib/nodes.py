@@ -30,6 +30,13 @@ RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 VIRIDIS_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileViridis.txt"
 
 
+def folder_name(name: str, default: str) -> str:
+    """A node name as a folder name: letters, digits, ``-``, ``_`` and ``.`` kept, anything else ``_``,
+    no leading or trailing dots/underscores; ``default`` when nothing is left."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._")
+    return cleaned or default
+
+
 def _matrix_to_numpy(m: vtk.vtkMatrix4x4) -> np.ndarray:
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
