@@ -83,8 +83,8 @@ def compute_thickness(labels: LabelImage | sitk.Image, method: str = "streamline
         lines = trace(field.u, spacing_zyx, vertices, keep_paths=keep_streamlines)
         # both ends onto the sub-voxel boundaries (see .subvoxel): the start along the first step, the
         # end along the last; the vertex moves with its streamline's start
-        start = level_offsets(smoothed_mask(b.wall | b.pool), vertices, lines.start_dir, spacing_zyx)
-        end = level_offsets(smoothed_mask(b.pool), lines.end_zyx, lines.end_dir, spacing_zyx)
+        start = level_offsets(smoothed_mask(b.wall | b.pool, spacing_zyx), vertices, lines.start_dir, spacing_zyx)
+        end = level_offsets(smoothed_mask(b.pool, spacing_zyx), lines.end_zyx, lines.end_dir, spacing_zyx)
         thickness, paths = lines.length_mm - start + end, lines.paths
         moved = np.nan_to_num(lines.start_dir) * start[:, None] / np.asarray(spacing_zyx)
         vertices = vertices + moved

@@ -4,10 +4,13 @@ A label map only says on which side of a voxel face the wall lies, so a surface 
 (marching cubes at 0.5 on the binary mask) is a staircase: each vertex is up to half a voxel off
 the smooth anatomical boundary the label map was drawn from, and thickness measured face to face
 inherits both ends' errors.  The boundary is estimated instead as the 0.5 level set of the mask
-smoothed with a Gaussian of ``sigma`` voxels per axis (anisotropic spacing included): the smoothing
+smoothed with a Gaussian of ``SIGMA_MM`` (at least one voxel along every axis): the smoothing
 averages the staircase out, and for a boundary with curvature radius R it moves the level set by
-only about ``sigma_mm**2 / R`` (0.03 mm for a 1 mm voxel on a 30 mm epicardium; the endocardial
-and epicardial shifts partly cancel).
+only about ``sigma_mm**2 / R`` (0.05 mm on a 30 mm epicardium; the endocardial and epicardial
+shifts partly cancel).  The width is set in millimetres, not voxels, because on an anisotropic
+grid the terraces of the staircase are as wide in-plane as the slices are thick: a 2 mm slice
+cutting an oblique wall leaves steps 2 mm or more wide across 0.5 mm pixels, which a one-pixel
+in-plane smoothing would keep.
 
 The streamline keeps its path; only its two ends move along its first and last direction onto
 those level sets, so the thickness becomes ``length - start_offset + end_offset``.  The offsets are
@@ -21,15 +24,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-#: Gaussian width in voxels per axis for the boundary estimate.
-SIGMA_VOXELS = 1.0
-#: How far (voxels along the line) from the face the boundary is searched.
-REACH_VOXELS = 1.0
+#: Gaussian width (mm) for the boundary estimate; never less than one voxel along an axis.
+SIGMA_MM = 1.25
+#: How far (voxels along the line's steepest axis) from the face the boundary is searched.
+REACH_VOXELS = 1.5
 
 
-def smoothed_mask(mask: np.ndarray, sigma_voxels: float = SIGMA_VOXELS) -> np.ndarray:
-    """``mask`` (boolean ``[z, y, x]``) as a float32 field smoothed by a Gaussian of ``sigma_voxels`` per
-    axis; its 0.5 level set is the sub-voxel boundary estimate."""
+def smoothed_mask(mask: np.ndarray, spacing_zyx, sigma_mm: float = SIGMA_MM) -> np.ndarray:
+    """``mask`` (boolean ``[z, y, x]``, ``spacing_zyx`` in mm) as a float32 field smoothed by a Gaussian
+    of ``sigma_mm``, but at least one voxel, along each axis; its 0.5 level set is the sub-voxel
+    boundary estimate."""
+    sigma_voxels = np.maximum(sigma_mm / np.asarray(spacing_zyx, dtype=float), 1.0)
     return ndimage.gaussian_filter(mask.astype(np.float32), sigma=sigma_voxels, mode="constant")
 
 
