@@ -43,7 +43,8 @@ def weights_of(path):
 
 def assert_only_weights_left(site_out, rounds):
     """The audit of what left the site: one record per round, the network's full state dict (names and
-    shapes) as arrays, nothing else in the payload, and only the sample count as metadata."""
+    shapes) as arrays, nothing else in the payload, and as metadata only the two numbers the server
+    needs: the sample count (FedAvg's weight) and the validation loss (the convergence rule)."""
     expected = build_network(hemorrhage_description()).state_dict()
     status = json.loads((site_out / "status.json").read_text(encoding="utf-8"))
     records = [json.loads(line) for line in (site_out / "outgoing.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -58,17 +59,41 @@ def assert_only_weights_left(site_out, rounds):
         for key, info in record["arrays"].items():
             assert info["shape"] == list(expected[key].shape) and info["dtype"] == str(expected[key].numpy().dtype), key
         assert record["non_array_data"] == []
-        assert record["meta"] == {"NUM_STEPS_CURRENT_ROUND": done["n_samples"]}
+        assert record["meta"] == {"NUM_STEPS_CURRENT_ROUND": done["n_samples"], "initial_metrics": {"val_loss": done["metrics"]["val_loss"]}}
         assert record["bytes"] == sum(v.numel() * v.element_size() for v in expected.values())  # about 0.8 MB: weights only
 
 
+def site_reports(out, site):
+    """Per round: (sample count, validation loss) the site recorded (and sent)."""
+    status = json.loads((out / "sites" / site / "status.json").read_text(encoding="utf-8"))
+    return [(r["n_samples"], r["metrics"]["val_loss"]) for r in status["rounds"]]
+
+
+def assert_rule_record(out, summary, names):
+    """The server's record of the rule: per round the sample-weighted mean of the losses the sites sent;
+    the best round is the lowest; the kept global model is that round's (the last model otherwise)."""
+    reports = {s: site_reports(out, s) for s in names}
+    expected = [sum(n * v for n, v in (reports[s][r] for s in names)) / sum(reports[s][r][0] for s in names)
+                for r in range(summary["completed_rounds"])]
+    np.testing.assert_allclose(summary["val_loss_history"], expected, rtol=1e-9)
+    assert summary["best_round"] == int(np.argmin(expected)) and summary["best_val_loss"] == pytest.approx(min(expected))
+    best = load_package(out / "global_model")
+    assert best.sha256 == summary["global_model"]["sha256"] and best.card["validation"]["round"] == summary["best_round"]
+    same = all(np.array_equal(v, weights_of(out / "last_model")[k]) for k, v in weights_of(out / "global_model").items())
+    assert same == (summary["best_round"] == summary["completed_rounds"] - 1)
+
+
 def test_fedavg_global_model_is_the_sample_weighted_mean_of_the_sites(sites, tmp_path):
+    """Two rounds with min_delta 0: the rule can never hold, so the run stops at its maximum."""
     out = tmp_path / "fedavg"
-    summary = simulate(JobSpec("fedavg", rounds=1, options=OPTIONS), {"site_a": sites["site_a"], "site_b": sites["site_b"]}, out, progress=QUIET)
-    assert summary["complete"] and summary["completed_rounds"] == 1 and summary["failures"] == []
-    glob = weights_of(out / "global_model")
+    summary = simulate(JobSpec("fedavg", rounds=2, options=OPTIONS, patience=1, min_delta=0.0),
+                       {"site_a": sites["site_a"], "site_b": sites["site_b"]}, out, progress=QUIET)
+    assert summary["complete"] and summary["completed_rounds"] == 2 and summary["failures"] == []
+    assert summary["stop_reason"] == "max_rounds"
+    assert_rule_record(out, summary, ["site_a", "site_b"])
+    glob = weights_of(out / "last_model")  # the global model of the last round, from the sites' last local models
     locals_ = {s: weights_of(out / "sites" / s / "local_model") for s in ("site_a", "site_b")}
-    counts = {s: json.loads((out / "sites" / s / "status.json").read_text(encoding="utf-8"))["rounds"][0]["n_samples"] for s in ("site_a", "site_b")}
+    counts = {s: site_reports(out, s)[-1][0] for s in ("site_a", "site_b")}
     assert all(n > 0 for n in counts.values())
     start = initial_weights(hemorrhage_description(), 0)
     total = sum(counts.values())
@@ -80,8 +105,22 @@ def test_fedavg_global_model_is_the_sample_weighted_mean_of_the_sites(sites, tmp
     key = "model.0.conv.unit0.conv.weight"
     assert not np.allclose(locals_["site_a"][key], start[key]) and not np.allclose(locals_["site_a"][key], locals_["site_b"][key])
     for s in ("site_a", "site_b"):
-        assert_only_weights_left(out / "sites" / s, rounds=1)
-    assert load_package(out / "global_model").sha256 == summary["global_model"]["sha256"]
+        assert_only_weights_left(out / "sites" / s, rounds=2)
+
+
+def test_cyclic_stops_on_the_convergence_rule_before_the_maximum(sites, tmp_path):
+    """Patience 1 and min_delta 1 (a Dice loss cannot improve by 1): the rule holds as soon as it can be
+    evaluated, after round 2 of at most 4; the best of the two rounds' models is kept."""
+    out = tmp_path / "cyclic"
+    assert main(["multisite", "simulate", "--workflow", "cyclic", "--site", f"site_a={sites['site_a']}", "--site", f"site_b={sites['site_b']}",
+                 "--rounds", "4", "--patience", "1", "--min-delta", "1", "--out", str(out),
+                 *[a for k, v in OPTIONS.items() for a in ("--option", f"{k}={v}")]]) == 0
+    summary = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert summary["complete"] and summary["stop_reason"] == "converged" and summary["completed_rounds"] == 2
+    assert summary["rounds_requested"] == 4 and all(len(site_reports(out, s)) == 2 for s in ("site_a", "site_b"))
+    assert_rule_record(out, summary, ["site_a", "site_b"])
+    for s in ("site_a", "site_b"):
+        assert_only_weights_left(out / "sites" / s, rounds=2)
 
 
 def test_cyclic_site_failing_mid_round_keeps_last_good_model_and_resumes(sites, tmp_path):
@@ -100,12 +139,12 @@ def test_cyclic_site_failing_mid_round_keeps_last_good_model_and_resumes(sites, 
         simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, progress=QUIET)
     summary = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert [f["site"] for f in summary["failures"]] == ["site_b"] and not summary["complete"]
-    kept = weights_of(out / "global_model")  # the last good global model: what site_a sent, or the initial one
+    kept = weights_of(out / "last_model")  # the last good global model: what site_a sent, or the initial one
     a_status = json.loads((out / "sites" / "site_a" / "status.json").read_text(encoding="utf-8"))
     reference = weights_of(out / "sites" / "site_a" / "local_model") if a_status["rounds"] else initial_weights(hemorrhage_description(), 0)
     for key in kept:
         np.testing.assert_array_equal(kept[key].reshape(reference[key].shape), reference[key], err_msg=key)
-    kept_sha = load_package(out / "global_model").sha256
+    kept_sha = load_package(out / "last_model").sha256
 
     shutil.rmtree(bad)  # the site fixes its data and the run resumes from the kept model
     summary = simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, resume=True, progress=QUIET)
@@ -234,3 +273,24 @@ def test_table_statistics_on_known_numbers():
     table = evaluation.markdown_table(ev)
     assert "| msl | multi-site | **0.800 ± 0.000** | 1.00 |" in table and "0.0312" in table
     assert not math.isnan(ev.held_out_mean["msl"]["pearson_r"])
+
+
+def test_convergence_rule_on_known_losses():
+    """The rule of single-site training on the sample-weighted round losses: weights 3:1, best round the
+    lowest, stop once the best has improved by less than min_delta over patience rounds, or at the maximum."""
+    from segtransfer.multisite.convergence import ConvergenceRule, weighted_val_loss
+
+    assert weighted_val_loss({"a": {"val_loss": 0.2, "n_samples": 30}, "b": {"val_loss": 0.6, "n_samples": 10}}) == pytest.approx(0.3)
+    rule = ConvergenceRule(patience=2, min_delta=0.01, max_rounds=10)
+    for r, loss in enumerate([0.9, 0.5, 0.495, 0.6]):
+        best = rule.add_round(r, {"a": {"val_loss": loss, "n_samples": 5}})
+        assert best == (r in (0, 1, 2))
+        assert rule.stop_reason() == (None if r < 3 else "converged")  # 0.5 -> 0.495 over rounds 3-4: less than 0.01
+    assert rule.state()["best_round"] == 2 and rule.state()["best_val_loss"] == pytest.approx(0.495)
+    capped = ConvergenceRule(patience=5, min_delta=0.0, max_rounds=2)
+    capped.add_round(0, {"a": {"val_loss": 0.9, "n_samples": 1}})
+    assert capped.stop_reason() is None
+    capped.add_round(1, {"a": {"val_loss": 0.8, "n_samples": 1}})
+    assert capped.stop_reason() == "max_rounds"
+    with pytest.raises(InputError, match="no samples"):
+        weighted_val_loss({"a": {"val_loss": 0.5, "n_samples": 0}})

@@ -44,7 +44,12 @@ def _options(values: list[str] | None) -> dict:
 def _job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workflow", choices=("cyclic", "fedavg"), required=True,
                    help="cyclic: cyclic weight transfer (the model visits one site after the other); fedavg: federated averaging")
-    p.add_argument("--rounds", type=int, default=10, help="rounds (a cyclic round visits every site once; default 10)")
+    p.add_argument("--rounds", "--max-rounds", type=int, default=100,
+                   help="most rounds (a cyclic round visits every site once; default 100); the run stops earlier on the convergence rule")
+    p.add_argument("--patience", type=int, default=10,
+                   help="convergence rule: stop when the sample-weighted validation loss of the sites improved by less than --min-delta "
+                   "over this many rounds (default 10)")
+    p.add_argument("--min-delta", type=float, default=1e-4, help="convergence rule: smallest improvement (default 1e-4)")
     p.add_argument("--local-epochs", type=int, default=1, help="local epochs per site per round (default 1: the study's cyclic transfer)")
     p.add_argument("--task", default="hemorrhage", help="task kind (default hemorrhage)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -107,6 +112,7 @@ def _spec(args: argparse.Namespace):
     from ..multisite.flare_job import JobSpec
 
     return JobSpec(workflow=args.workflow, rounds=args.rounds, local_epochs=args.local_epochs, task=args.task,
+                   patience=args.patience, min_delta=args.min_delta,
                    options=_options(args.option), seed=args.seed,
                    initial_package=str(args.initial_model.resolve()) if args.initial_model else None, initial_sha256=args.sha256).check()
 
@@ -120,8 +126,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
         load_package(args.initial_model, expected_sha256=args.sha256)  # verified before any site starts
     summary = simulate(_spec(args), sites, args.out, resume=args.resume)
-    print(f"{args.workflow}: {summary['completed_rounds']} of {summary['rounds_requested']} rounds on {', '.join(sites)}; "
-          f"global model {summary['global_model']['path']} (sha256 {summary['global_model']['sha256']})")
+    print(f"{args.workflow}: stopped after {summary['completed_rounds']} of at most {summary['rounds_requested']} rounds on {', '.join(sites)} "
+          f"({summary['stop_reason']}); best global model (round {summary['best_round'] + 1}) {summary['global_model']['path']} "
+          f"(sha256 {summary['global_model']['sha256']})")
     return 0
 
 

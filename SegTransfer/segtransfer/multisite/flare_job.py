@@ -1,10 +1,16 @@
 """The two multi-site workflows as NVIDIA FLARE jobs: build, run in the FLARE simulator, export.
 
-* ``cyclic`` (cyclic weight transfer): FLARE's ``CyclicController`` relays the model from site to site;
+* ``cyclic`` (cyclic weight transfer): FLARE's ``CyclicController`` (extended by
+  :class:`~segtransfer.multisite.flare_server.ConvergingCyclic`) relays the model from site to site;
   one round visits every site once and each visit trains ``local_epochs`` (the source study: one).
-* ``fedavg`` (federated averaging): FLARE's ``FedAvg`` controller sends the global model to every site,
+* ``fedavg`` (federated averaging): FLARE's ``FedAvg`` controller (extended by
+  :class:`~segtransfer.multisite.flare_server.ConvergingFedAvg`) sends the global model to every site,
   each trains ``local_epochs`` and returns its weights with its sample count, and the server (which
   holds no data) averages them weighted by sample count into the next global model.
+
+Both stop on the source study's convergence rule (:mod:`segtransfer.multisite.convergence`: the
+sample-weighted validation loss the sites report improves by less than ``min_delta`` over ``patience``
+rounds) or after ``rounds`` rounds, and keep the best round's global model.
 
 Server and sites run only components of the installed packages (``nvflare``, ``segtransfer``): the job
 holds configuration, no code (``custom/`` stays empty), so a site whose policy refuses shipped code
@@ -12,8 +18,10 @@ holds configuration, no code (``custom/`` stays empty), so a site whose policy r
 
 Output folder of :func:`simulate`::
 
-    run.json                  workflow, sites, rounds requested and completed, failures, model IDs
-    global_model/             the last good global model (model package), global_model.json
+    run.json                  workflow, sites, rounds requested and completed, why it stopped, failures, model IDs
+    global_model/             the best global model (lowest weighted validation loss; model package)
+    last_model/               the last good global model (a resumed run continues from it)
+    global_model.json         rounds, package IDs, the convergence rule's history, best round and stop reason
     sites/<site>/             each site's own output: local_model/, status.json, outgoing.jsonl,
                               training_log.csv
     flare/<job>/              the FLARE simulator workspace (server and site logs)
@@ -37,7 +45,8 @@ WORKFLOWS = ("cyclic", "fedavg")
 RUN_FILE = "run.json"
 #: Component classes the sites and the server must allow in their ``class_allow_list`` for these jobs.
 ALLOWED_CLASSES = ("segtransfer.multisite.flare_site.SiteTrainer", "segtransfer.multisite.flare_site.OutgoingAudit",
-                   "segtransfer.multisite.flare_server.GlobalModelPersistor")
+                   "segtransfer.multisite.flare_server.GlobalModelPersistor", "segtransfer.multisite.flare_server.ConvergingCyclic",
+                   "segtransfer.multisite.flare_server.ConvergingFedAvg")
 _SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -49,10 +58,12 @@ class RunIncomplete(SegTransferError):
 class JobSpec:
     """What a multi-site job trains and how.
 
-    ``workflow``: ``"cyclic"`` or ``"fedavg"``; ``rounds``: rounds to run (a cyclic round visits every
-    site once); ``local_epochs``: epochs per site per round; ``task``: task kind; ``options``: its
-    training options; ``seed``: initialisation seed of the first global model; ``initial_package`` /
-    ``initial_sha256``: start from this package instead; ``first_round``: rounds already done (resume).
+    ``workflow``: ``"cyclic"`` or ``"fedavg"``; ``rounds``: the most rounds to run (a cyclic round visits
+    every site once); ``patience`` and ``min_delta``: the convergence rule (stop when the weighted validation
+    loss improved by less than ``min_delta`` over ``patience`` rounds); ``local_epochs``: epochs per site per
+    round; ``task``: task kind; ``options``: its training options; ``seed``: initialisation seed of the first
+    global model; ``initial_package`` / ``initial_sha256``: start from this package instead; ``first_round``
+    and ``history``: rounds already done and their rule records (resume).
     """
 
     workflow: str
@@ -64,6 +75,9 @@ class JobSpec:
     initial_package: str | None = None
     initial_sha256: str | None = None
     first_round: int = 0
+    patience: int = 10
+    min_delta: float = 1e-4
+    history: list = field(default_factory=list)
 
     def check(self) -> "JobSpec":
         from .task import check_options, get_task_kind
@@ -72,6 +86,8 @@ class JobSpec:
             raise InputError("workflow", f"unknown workflow {self.workflow!r} (known: {', '.join(WORKFLOWS)})")
         if int(self.rounds) < 1 or int(self.local_epochs) < 1:
             raise InputError("rounds", f"rounds and local epochs must be >= 1, got {self.rounds} and {self.local_epochs}")
+        if int(self.patience) < 1 or not float(self.min_delta) >= 0:
+            raise InputError("convergence rule", f"patience must be >= 1 and min delta >= 0, got {self.patience} and {self.min_delta}")
         check_options(get_task_kind(self.task), self.options)
         return self
 
@@ -101,11 +117,9 @@ def build_job(spec: JobSpec, sites: dict[str, tuple[str | None, str | None]] | N
     require_nvflare()
     from nvflare.job_config.defs import FilterType
     from nvflare.app_common.shareablegenerators.full_model_shareable_generator import FullModelShareableGenerator
-    from nvflare.app_common.workflows.cyclic_ctl import CyclicController
-    from nvflare.app_common.workflows.fedavg import FedAvg
     from nvflare.job_config.api import FedJob
 
-    from .flare_server import GlobalModelPersistor
+    from .flare_server import ConvergingCyclic, ConvergingFedAvg, GlobalModelPersistor
     from .flare_site import TRAIN_TASK, OutgoingAudit, SiteTrainer
 
     spec.check()
@@ -117,12 +131,14 @@ def build_job(spec: JobSpec, sites: dict[str, tuple[str | None, str | None]] | N
     persistor = GlobalModelPersistor(task=spec.task, workflow=spec.workflow, output_dir=server_output, initial_package=spec.initial_package,
                                      initial_sha256=spec.initial_sha256, seed=spec.seed, first_round=spec.first_round)
     job.to_server(persistor, id="persistor")
+    rule = dict(first_round=spec.first_round, patience=int(spec.patience), min_delta=float(spec.min_delta),
+                max_rounds=spec.first_round + int(spec.rounds), history=list(spec.history))
     if spec.workflow == "cyclic":
         job.to_server(FullModelShareableGenerator(), id="shareable_generator")
-        job.to_server(CyclicController(num_rounds=spec.rounds, task_assignment_timeout=60, persistor_id="persistor",
-                                       shareable_generator_id="shareable_generator", task_name=TRAIN_TASK))
+        job.to_server(ConvergingCyclic(num_rounds=spec.rounds, task_assignment_timeout=60, persistor_id="persistor",
+                                       shareable_generator_id="shareable_generator", task_name=TRAIN_TASK, **rule))
     else:
-        job.to_server(FedAvg(num_clients=count, num_rounds=spec.rounds, persistor_id="persistor", task_name=TRAIN_TASK))
+        job.to_server(ConvergingFedAvg(num_clients=count, num_rounds=spec.rounds, persistor_id="persistor", task_name=TRAIN_TASK, **rule))
 
     def executor(data_dir, output_dir):
         return SiteTrainer(task=spec.task, local_epochs=spec.local_epochs, options=dict(spec.options), data_dir=data_dir,
@@ -175,7 +191,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _summarise(out: Path, spec: JobSpec, sites: list[str], requested: int, attempts: list[dict]) -> dict:
-    from .flare_server import GLOBAL_MODEL, GLOBAL_STATE
+    from .flare_server import GLOBAL_MODEL, GLOBAL_STATE, LAST_MODEL
     from .flare_site import STATUS_FILE
 
     site_info, done_sets = {}, []
@@ -190,10 +206,19 @@ def _summarise(out: Path, spec: JobSpec, sites: list[str], requested: int, attem
         completed += 1
     failures = [{"site": n, **info["error"]} for n, info in site_info.items() if info["error"]]
     state = _read_json(out / GLOBAL_STATE)
+    convergence = (state or {}).get("convergence") or None
+    stop_reason = convergence and convergence.get("stop_reason")
+    if convergence and len(convergence["history"]) < completed:
+        stop_reason = None  # the rule's record stops before the rounds the sites finished: the last round did not complete
     return {"workflow": spec.workflow, "task": spec.task, "options": spec.options, "local_epochs": spec.local_epochs, "seed": spec.seed,
+            "patience": int(spec.patience), "min_delta": float(spec.min_delta),
             "sites": site_info, "rounds_requested": requested, "completed_rounds": completed, "failures": failures,
+            "stop_reason": None if failures else stop_reason, "best_round": convergence and convergence.get("best_round"),
+            "best_val_loss": convergence and convergence.get("best_val_loss"),
+            "val_loss_history": [h["val_loss"] for h in convergence["history"]] if convergence else [],
             "global_model": {"path": str(out / GLOBAL_MODEL), "sha256": state and state.get("sha256")} if state else None,
-            "attempts": attempts, "complete": completed >= requested and not failures}
+            "last_model": {"path": str(out / LAST_MODEL), "sha256": state.get("last_sha256")} if state and state.get("last_sha256") else None,
+            "attempts": attempts, "complete": bool(stop_reason) and not failures}
 
 
 def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.PathLike, resume: bool = False,
@@ -208,7 +233,7 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     require_nvflare()
     from nvflare.recipe import SimEnv
 
-    from .flare_server import GLOBAL_MODEL, GLOBAL_STATE
+    from .flare_server import GLOBAL_MODEL, GLOBAL_STATE, LAST_MODEL
 
     progress = progress or print_progress
     out = Path(out)
@@ -228,8 +253,9 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
         if previous is None:
             raise InputError(out, f"nothing to resume: no {RUN_FILE}")
         if previous["workflow"] != spec.workflow or sorted(previous["sites"]) != sorted(names) or previous["task"] != spec.task \
-                or previous["options"] != spec.options or previous["local_epochs"] != spec.local_epochs:
-            raise InputError(out / RUN_FILE, "was written by a run with another workflow, task, options or sites; resume with the same ones")
+                or previous["options"] != spec.options or previous["local_epochs"] != spec.local_epochs \
+                or previous.get("patience") != int(spec.patience) or previous.get("min_delta") != float(spec.min_delta):
+            raise InputError(out / RUN_FILE, "was written by a run with another workflow, task, options, rule or sites; resume with the same ones")
         requested = int(previous["rounds_requested"])
         attempts = list(previous.get("attempts", []))
         done = int(previous["completed_rounds"])
@@ -238,9 +264,10 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
             raise InputError(out, f"run already complete ({done} of {requested} rounds)")
         if done >= requested and not previous.get("failures"):
             raise InputError(out, f"run already complete ({done} of {requested} rounds)")
-        if state:
-            spec = JobSpec(**{**asdict(spec), "initial_package": str(out / GLOBAL_MODEL), "initial_sha256": state["sha256"],
-                              "first_round": done, "rounds": max(requested - done, 1)})
+        if state and state.get("last_sha256"):  # continue from the last good model, with the rule's record of the rounds done
+            history = [h for h in ((state.get("convergence") or {}).get("history") or []) if h["round"] < done]
+            spec = JobSpec(**{**asdict(spec), "initial_package": str(out / LAST_MODEL), "initial_sha256": state["last_sha256"],
+                              "first_round": done, "rounds": max(requested - done, 1), "history": history})
         else:  # the first round never finished anywhere: start again from the original model
             spec = JobSpec(**{**asdict(spec), "rounds": requested})
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -288,7 +315,8 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
         failed = "; ".join(f"site {f['site']} failed in round {f['round'] + 1}: {f['message']}" for f in summary["failures"]) or (error or "rounds missing")
         raise RunIncomplete(f"{out}: {summary['completed_rounds']} of {requested} rounds completed ({failed}); the last good global model "
                             f"is kept in {out / GLOBAL_MODEL}; fix the site and rerun with --resume")
-    progress(1.0, f"{spec.workflow}: {requested} rounds done")
+    progress(1.0, f"{spec.workflow}: stopped after round {summary['completed_rounds']} ({summary['stop_reason']}); "
+                  f"best round {summary['best_round'] + 1}, weighted validation loss {summary['best_val_loss']:.4f}")
     return summary
 
 

@@ -1,8 +1,9 @@
 """FLARE components a site runs, from the installed ``segtransfer`` package (no job code is shipped).
 
 * :class:`SiteTrainer` (executor of the ``train`` task): receives the global weights, trains the
-  task's local epochs on the site's own folder, and returns the weights with the sample count FedAvg
-  weights by, nothing else.  After every round it writes, in the site's output folder only, the local
+  task's local epochs on the site's own folder, and returns the weights with the sample count (FedAvg's
+  aggregation weight) and the validation loss of the returned model (the server's convergence rule),
+  nothing else.  After every round it writes, in the site's output folder only, the local
   model package (``local_model/``), ``status.json`` (rounds done, local metrics, the error of a
   failed round) and ``training_log.csv``.
 * :class:`OutgoingAudit` (task-result filter): records what actually leaves the site in every round
@@ -34,6 +35,7 @@ from nvflare.app_common.app_constant import AppConstants
 
 from ..errors import InputError
 from ..io import write_text
+from .convergence import VAL_LOSS
 
 DATA_ENV = "SEGTRANSFER_SITE_DATA"
 OUTPUT_ENV = "SEGTRANSFER_SITE_OUTPUT"
@@ -136,9 +138,21 @@ class SiteTrainer(Executor):
             self._status["error"] = {"round": round_index, "message": message, "type": type(exc).__name__}
             self._write_status(out)
             return make_reply(ReturnCode.EXECUTION_EXCEPTION)
-        reply = DXO(data_kind=DataKind.WEIGHTS, data=dict(result.weights), meta={MetaKey.NUM_STEPS_CURRENT_ROUND: int(result.n_samples)}).to_shareable()
+        # the weights, the sample count (FedAvg's weight and the rule's) and the validation loss of the returned
+        # model on this site's validation patches (the server's convergence rule): nothing else leaves the site
+        meta = {MetaKey.NUM_STEPS_CURRENT_ROUND: int(result.n_samples), MetaKey.INITIAL_METRICS: {VAL_LOSS: float(result.metrics["val_loss"])}}
+        reply = DXO(data_kind=DataKind.WEIGHTS, data=dict(result.weights), meta=meta).to_shareable()
         reply.set_header(AppConstants.CURRENT_ROUND, shareable.get_header(AppConstants.CURRENT_ROUND))
         return reply
+
+
+def _plain(value):
+    """A metadata value as recorded: scalars and dicts of them as they are, anything else as its ``repr``."""
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)
 
 
 class OutgoingAudit(Filter):
@@ -166,7 +180,7 @@ class OutgoingAudit(Filter):
                     record["bytes"] += int(value.nbytes)
                 else:
                     record["non_array_data"].append(key)
-            record["meta"] = {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v)) for k, v in dxo.meta.items()}
+            record["meta"] = {str(k): _plain(v) for k, v in dxo.meta.items()}
         out = site_output_dir(fl_ctx, self.output_dir) / AUDIT_FILE
         with open(out, "a", encoding="utf-8") as f:  # append-only log, one line per round
             f.write(json.dumps(record) + "\n")
