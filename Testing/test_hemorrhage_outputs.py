@@ -110,3 +110,38 @@ def test_output_folder_guard_and_csv(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="not a folder"):
         check_output_folder(tmp_path / "file")
+
+
+def _shifting_network():
+    """A one-layer 'network' with a known, left-right asymmetric response: a bright pixel at column i gives
+    logit 9 at i, 1 at i + 1 (its right-hand neighbour in the array) and -11 at i - 1."""
+    import torch
+
+    conv = torch.nn.Conv2d(1, 1, (1, 3), padding=(0, 1))
+    with torch.no_grad():
+        conv.weight[:] = torch.tensor([2.0, 10.0, -10.0]).reshape(1, 1, 1, 3)  # out[i] = 2 x[i-1] + 10 x[i] - 10 x[i+1] - 1
+        conv.bias[:] = -1.0
+    return conv
+
+
+def test_left_right_flip_averaging_gives_the_mirror_symmetric_answer():
+    """Plain: the asymmetric network marks the bright pixel and its right-hand neighbour (sigmoid(1) = 0.73).
+    Flip averaging: the neighbour's mean probability is (sigmoid(1) + sigmoid(-11)) / 2 = 0.37, so only the
+    pixel itself is marked, on every slice and also through the sliding window (slices wider than the window)."""
+    from segtransfer.hemorrhage.infer import predict_slices
+
+    x = np.zeros((3, 20, 70), np.float32)
+    x[:, 7, 40] = 1.0
+    x[1, 15, 3] = 1.0  # near the slice border
+    plain = predict_slices(_shifting_network(), x, roi=(16, 32))
+    assert sorted(map(tuple, np.argwhere(plain[0]))) == [(7, 40), (7, 41)]
+    both = predict_slices(_shifting_network(), x, roi=(16, 32), flip_average=True)
+    np.testing.assert_array_equal(both, x > 0)
+
+
+def test_unknown_flip_option_in_a_package_is_refused():
+    from segtransfer.hemorrhage.infer import flip_average_of
+
+    assert flip_average_of({"extra": {"test_time_flip": "left-right"}}) and not flip_average_of({"extra": {}})
+    with pytest.raises(InputError, match="test_time_flip"):
+        flip_average_of({"extra": {"test_time_flip": "up-down"}})

@@ -59,7 +59,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="in-plane size in voxels (default 512)")
     parser.add_argument("--slices", type=int, default=40, help="number of axial slices (default 40)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement; the best is shown (default 3)")
+    parser.add_argument("--model", type=Path, help="model package (default: the shipped model)")
     args = parser.parse_args()
+    model = ["--model", str(args.model)] if args.model else []
 
     class TimedNetwork(torch.nn.Module):
         """The loaded network, unchanged, with the seconds spent in its forward pass summed up."""
@@ -94,7 +96,7 @@ def main() -> None:
         sitk.WriteImage(image, str(path))
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            code = cli_main(["hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"out{r}")])
+            code = cli_main(["hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"out{r}"), *model])
             whole.append(time.perf_counter() - t0)
             if code != 0:
                 sys.exit(f"the segment command failed with exit code {code}")
@@ -102,7 +104,7 @@ def main() -> None:
         windows = timed[-1].windows
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            run = subprocess.run([sys.executable, "-m", "segtransfer", "hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"cold{r}")],
+            run = subprocess.run([sys.executable, "-m", "segtransfer", "hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"cold{r}"), *model],
                                  capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(SOURCE)})
             cold.append(time.perf_counter() - t0)
             if run.returncode != 0:

@@ -1,6 +1,6 @@
 """Hemorrhage inference on a head CT: 2D U-Net over axial slices with a 256x256 sliding window,
-sigmoid thresholded, lesions below a minimum size dropped, mask mapped back to the input grid; volume,
-detection and lesions."""
+sigmoid (averaged with that of the left-right mirrored slice when the package asks for it) thresholded,
+lesions below a minimum size dropped, mask mapped back to the input grid; volume, detection and lesions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..errors import InputError
 from ..progress import ProgressCallback
+from .network import FLIP_AVERAGE
 from .preprocess import Preprocessed, model_input, preprocess, restore_orientation
 
 #: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it,
@@ -57,9 +59,12 @@ class HemorrhageResult:
 
 
 def predict_slices(network: torch.nn.Module, x: np.ndarray, threshold: float = 0.5, roi=(256, 256), batch_slices: int = 8,
-                   progress: ProgressCallback | None = None) -> np.ndarray:
-    """Binary prediction ``[k, y, x]`` for the normalised slices ``x`` (float32 ``[k, y, x]``): sliding
-    window of ``roi`` over each whole slice (MONAI), sigmoid, threshold."""
+                   progress: ProgressCallback | None = None, flip_average: bool = False) -> np.ndarray:
+    """Binary prediction ``[k, y, x]`` for the normalised slices ``x`` (float32 ``[k, y, x]``, LPS-identity
+    orientation: the last axis runs from the patient's right to left): sliding window of ``roi`` over each
+    whole slice (MONAI), sigmoid, threshold.  ``flip_average``: the sigmoid is the mean of the slice's and of
+    its left-right mirror image's (mapped back), which halves the network's one-sided false positives
+    along the inner skull table; it doubles the forward passes."""
     from monai.inferers import SlidingWindowInferer
 
     inferer = SlidingWindowInferer(roi_size=tuple(roi), sw_batch_size=4, overlap=0.0, padding_mode="constant")
@@ -68,7 +73,11 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, threshold: float = 0
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_slices):
             chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_slices, None]))
-            prob = torch.sigmoid(inferer(chunk, network))
+            if flip_average:  # the mirrored slices go through the network in the same batches
+                both = torch.sigmoid(inferer(torch.cat([chunk, chunk.flip(-1)]), network))
+                prob = 0.5 * (both[:len(chunk)] + both[len(chunk):].flip(-1))
+            else:
+                prob = torch.sigmoid(inferer(chunk, network))
             out[start:start + batch_slices] = prob[:, 0].numpy() > threshold
             if progress:
                 progress(min(start + batch_slices, x.shape[0]) / x.shape[0], f"segmenting slice {min(start + batch_slices, x.shape[0])}/{x.shape[0]}")
@@ -100,12 +109,23 @@ def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
     return out
 
 
+def flip_average_of(description: dict) -> bool:
+    """Whether the package ``description`` asks for left-right flip averaging (``extra.test_time_flip``:
+    ``"left-right"``; absent: no).  Another value is refused: inference would not be what the package means."""
+    value = (description.get("extra") or {}).get(FLIP_AVERAGE)
+    if value not in (None, "left-right"):
+        raise InputError("model package", f"unknown extra.{FLIP_AVERAGE} {value!r} (known: 'left-right')")
+    return value == "left-right"
+
+
 def segment(image: sitk.Image, network: torch.nn.Module, description: dict, where: str | os.PathLike = "image",
             progress: ProgressCallback | None = None, pre: Preprocessed | None = None,
             min_lesion_ml: float = MIN_LESION_ML) -> HemorrhageResult:
     """Segment hemorrhage on a head CT (HU, any orientation); outputs on the input grid.  ``pre``: the
     result of :func:`~.preprocess.preprocess` for ``image`` when it is already at hand (several models on one scan).
-    Connected lesions below ``min_lesion_ml`` (mL) are dropped (0 keeps everything)."""
+    Connected lesions below ``min_lesion_ml`` (mL) are dropped (0 keeps everything).  Left-right flip
+    averaging when the package's ``extra`` asks for it (:func:`flip_average_of`)."""
+    flip = flip_average_of(description)
     pre = pre if pre is not None else preprocess(image, where)
     arr = sitk.GetArrayFromImage(pre.image)
     brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
@@ -113,7 +133,8 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     slices = np.flatnonzero(brain.any(axis=(1, 2)))
     pred = np.zeros(arr.shape, dtype=bool)
     roi = description["input"].get("patch_size") or [256, 256]
-    pred[slices] = predict_slices(network, x[slices], description["output"]["threshold"], roi, progress=progress)
+    pred[slices] = predict_slices(network, x[slices], description["output"]["threshold"], roi, progress=progress,
+                                   flip_average=flip)
     pred &= brain
     mask = sitk.GetImageFromArray(pred.astype(np.uint8))
     mask.CopyInformation(pre.image)

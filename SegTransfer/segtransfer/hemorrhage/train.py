@@ -220,12 +220,15 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
           patch_size: int = 128, positives: int = 1000, negatives: int = 1000, validation_fraction: float = 0.2,
           lr: float = 1e-4, batch_size: int = 32, max_epochs: int = 200, patience: int = 10, min_delta: float = 1e-4,
           seed: int = 0, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-          initial_weights: dict | None = None, card_extra: dict | None = None, progress: ProgressCallback | None = None):
+          initial_weights: dict | None = None, card_extra: dict | None = None, description_extra: dict | None = None,
+          progress: ProgressCallback | None = None):
     """Train the hemorrhage model and write a model package to ``out``; returns the saved package.
 
     ``cases``: (name, CT, 0/1 mask) with images or paths; split by case into training and validation
     (``validation_fraction``, at least one case each).  ``checkpoint_dir`` (default ``out`` + ``.checkpoints``)
-    holds the per-epoch checkpoint and the CSV log; ``resume`` continues from it.
+    holds the per-epoch checkpoint and the CSV log; ``resume`` continues from it.  ``initial_weights``: a
+    state dict to start from (warm start); ``description_extra``: the package description's ``extra``
+    (inference options, see :mod:`.network`).
     """
     from ..models import ModelPackage, build_network, save_package
 
@@ -235,7 +238,7 @@ def train(cases: list[tuple[str, sitk.Image | Path, sitk.Image | Path]], out: st
     torch.manual_seed(seed)
     data = prepare_site(cases, patch_size=patch_size, positives=positives, negatives=negatives,
                         validation_fraction=validation_fraction, seed=seed, progress=progress)
-    desc = model_description()
+    desc = model_description(extra=description_extra)
     network = build_network(desc)
     if initial_weights is not None:
         network.load_state_dict(initial_weights)
