@@ -294,3 +294,44 @@ def test_convergence_rule_on_known_losses():
     assert capped.stop_reason() == "max_rounds"
     with pytest.raises(InputError, match="no samples"):
         weighted_val_loss({"a": {"val_loss": 0.5, "n_samples": 0}})
+
+
+def test_cross_site_evaluation_on_flare_and_merged_site_files_give_the_local_table(sites, tmp_path):
+    """The same table three ways on the same models and sites: every test folder read here; FLARE's
+    cross-site model evaluation (each simulated site evaluates on its own folder); and per-site metrics
+    files merged.  What each site returned in FLARE is per-scan numbers only: no arrays, no case names."""
+    _blank_package(tmp_path / "blank")
+    site_args = [a for s in ("site_a", "site_b", "site_c") for a in ("--site", f"{s}={sites[s]}")]
+    model_args = ["--single", f"shipped={default_model_path()}", "--multi", f"blank={tmp_path / 'blank'}"]
+    assert main(["multisite", "evaluate", *site_args, "--held-out", "site_c", *model_args, "--out", str(tmp_path / "local")]) == 0
+    assert main(["multisite", "evaluate", *site_args, "--held-out", "site_c", *model_args, "--flare", str(tmp_path / "run"),
+                 "--out", str(tmp_path / "flare")]) == 0
+    for s in ("site_a", "site_b", "site_c"):
+        assert main(["multisite", "evaluate-site", "--site", f"{s}={sites[s]}", *model_args, "--out", str(tmp_path / f"{s}.json")]) == 0
+    assert main(["multisite", "evaluate", *[a for s in ("site_a", "site_b", "site_c") for a in ("--merge", str(tmp_path / f"{s}.json"))],
+                 "--held-out", "site_c", "--out", str(tmp_path / "merged")]) == 0
+    local = json.loads((tmp_path / "local" / "evaluation.json").read_text(encoding="utf-8"))
+    assert {r["model"] for r in local["per_scan"]} == {"shipped", "blank"} and len(local["per_scan"]) == 2 * 3 * 2
+    for other in ("flare", "merged"):
+        ev = json.loads((tmp_path / other / "evaluation.json").read_text(encoding="utf-8"))
+        assert ev["per_site"] == local["per_site"] and ev["held_out_mean"] == local["held_out_mean"] and ev["wilcoxon"] == local["wilcoxon"], other
+        assert (tmp_path / other / "table.md").read_text(encoding="utf-8") == (tmp_path / "local" / "table.md").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "run" / "cross_site").iterdir()) == ["site_a.json", "site_b.json", "site_c.json"]
+    for s in ("site_a", "site_b", "site_c"):
+        records = [json.loads(line) for line in (tmp_path / "run" / "sites" / s / "outgoing.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert len(records) == 2  # one result per model
+        for record in records:
+            assert record["return_code"] == "OK" and record["data_kind"] == "METRICS"
+            assert record["arrays"] == {} and record["bytes"] == 0 and record["non_array_data"] == ["per_scan"]
+            rows = record["metrics"]["per_scan"]
+            assert [r["scan"] for r in rows] == ["scan_001", "scan_002"]
+            assert all(set(r) == {"scan", "dice", "predicted_ml", "manual_ml"} and all(isinstance(r[k], float) for k in ("dice", "predicted_ml", "manual_ml"))
+                       for r in rows)
+        sent = (tmp_path / "run" / "sites" / s / "outgoing.jsonl").read_text(encoding="utf-8") + (tmp_path / f"{s}.json").read_text(encoding="utf-8")
+        assert f"{s}_test_" not in sent  # case names stay at the site
+    # a merge refuses files of other models, naming the file
+    other = json.loads((tmp_path / "site_b.json").read_text(encoding="utf-8"))
+    other["models"][0]["sha256"] = "0" * 64
+    (tmp_path / "bad.json").write_text(json.dumps(other), encoding="utf-8")
+    with pytest.raises(InputError, match="bad.json.*other models"):
+        evaluation.merge_site_metrics([tmp_path / "site_a.json", tmp_path / "bad.json"], [])

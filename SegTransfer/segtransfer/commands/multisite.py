@@ -4,7 +4,11 @@
   simulated site per ``--site NAME=FOLDER`` (each reads only its folder); ``--resume`` continues an
   interrupted run from its last good global model.
 * ``export-job``: write the FLARE job folder for a real deployment (sites run the installed package).
-* ``evaluate``: every model on every site's test set; CSV and the Markdown table of the study.
+* ``evaluate``: every model on every site's test set; CSV and the Markdown table of the study, from the
+  sites' folders here, from FLARE's cross-site evaluation (``--flare``: each site evaluates its own
+  folder) or from the per-site metrics files the sites sent (``--merge``).
+* ``evaluate-site``: at one site, the models on the site's own test set; writes the site's metrics file
+  (per-scan numbers only) for ``evaluate --merge``.
 * ``phantoms``: phantom site folders (training and held-out sites) with known truth.
 """
 
@@ -59,6 +63,14 @@ def _job_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", help="expected package ID of --initial-model")
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--single", action="append", metavar="NAME=PACKAGE", help="a single-site model (repeatable)")
+    p.add_argument("--multi", action="append", metavar="NAME=PACKAGE", help="a multi-site model (repeatable)")
+    p.add_argument("--local", action="append", metavar="NAME=PACKAGE", help="another model, e.g. a site's final local model")
+    p.add_argument("--run", action="append", metavar="NAME=RUN_FOLDER",
+                   help="a 'multisite simulate' run: its global model (multi-site) and each site's final local model")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``multisite simulate|export-job|evaluate|phantoms``."""
     p = sub.add_parser("multisite", help="multi-site training by exchanging weights only (NVIDIA FLARE) and per-site evaluation",
@@ -84,16 +96,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _job_arguments(e)
     e.set_defaults(func=run_export)
     v = s.add_parser("evaluate", help="every model on every site's test set: Dice, Pearson of volumes, Wilcoxon; CSV + Markdown",
-                     description="Writes per_scan.csv, per_site.csv, wilcoxon.csv, table.md and evaluation.json into --out.")
-    v.add_argument("--site", action="append", required=True, metavar="NAME=FOLDER", help="a site and its folder (test/ holds its test cases)")
+                     description="Writes per_scan.csv, per_site.csv, wilcoxon.csv, table.md and evaluation.json into --out. The "
+                     "per-scan results come from the --site folders on this machine, from FLARE's cross-site evaluation (--flare: each "
+                     "simulated site evaluates the models on its own folder and returns only per-scan metrics), or from the sites' "
+                     "metrics files (--merge, written at each site by 'multisite evaluate-site').")
+    v.add_argument("--site", action="append", metavar="NAME=FOLDER", help="a site and its folder (test/ holds its test cases)")
     v.add_argument("--held-out", action="append", default=[], metavar="NAME", help="a site that never trained (repeatable)")
-    v.add_argument("--single", action="append", metavar="NAME=PACKAGE", help="a single-site model (repeatable)")
-    v.add_argument("--multi", action="append", metavar="NAME=PACKAGE", help="a multi-site model (repeatable)")
-    v.add_argument("--local", action="append", metavar="NAME=PACKAGE", help="another model, e.g. a site's final local model")
-    v.add_argument("--run", action="append", metavar="NAME=RUN_FOLDER",
-                   help="a 'multisite simulate' run: its global model (multi-site) and each site's final local model")
+    _model_arguments(v)
+    v.add_argument("--flare", type=Path, metavar="RUN_FOLDER",
+                   help="run FLARE's cross-site model evaluation in the simulator (workspace and the sites' metrics files in this new folder)")
+    v.add_argument("--merge", action="append", type=Path, metavar="FILE_OR_FOLDER",
+                   help="a site's metrics file, or a folder of them (e.g. RUN_FOLDER/cross_site); repeatable; replaces --site and the models")
     v.add_argument("--out", "-o", type=Path, required=True, help="output folder (new)")
     v.set_defaults(func=run_evaluate)
+    w = s.add_parser("evaluate-site", help="at one site: the models on the site's own test set; writes the site's metrics file",
+                     description="Per scan and model: Dice and predicted and manual hemorrhage volume (mL); scans are named by position "
+                     "(scan_001, ...), no image data or case names. Send the file to whoever builds the table with 'evaluate --merge'.")
+    w.add_argument("--site", required=True, metavar="NAME=FOLDER", help="this site and its folder (test/ holds its test cases)")
+    _model_arguments(w)
+    w.add_argument("--out", "-o", type=Path, required=True, help="metrics file to write (JSON, new)")
+    w.set_defaults(func=run_evaluate_site)
     h = s.add_parser("phantoms", help="write phantom site folders (training and held-out sites) with known truth",
                      description="Training sites get train/ and test/, held-out sites test/ only; site profiles differ in noise, "
                      "contrast, slice thickness and lesion size (see 'segtransfer phantom sites'; site_d is defined for multi-site work).")
@@ -140,8 +162,9 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    from ..multisite.evaluation import ModelEntry, evaluate, write_evaluation
+def _models(args: argparse.Namespace) -> list:
+    """The models of --single, --multi, --local and --run, in that order."""
+    from ..multisite.evaluation import ModelEntry
     from ..multisite.flare_job import RUN_FILE
 
     models = [ModelEntry(n, Path(p), "single-site") for n, p in _pairs(args.single, "--single").items()]
@@ -160,10 +183,59 @@ def run_evaluate(args: argparse.Namespace) -> int:
             local = run / "sites" / site / "local_model"
             if local.is_dir():
                 models.append(ModelEntry(f"{name} local {site}", local, "local"))
-    sites = _pairs(args.site, "--site")
-    ev = evaluate(models, sites, args.held_out)
+    return models
+
+
+def _metrics_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.json"))
+            if not found:
+                raise InputError(p, "no site metrics files (*.json) in the folder")
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..multisite.evaluation import evaluate, merge_site_metrics, write_evaluation
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise InputError(args.out, "output folder exists and is not empty")
+    if args.merge:
+        if args.site or args.flare or args.single or args.multi or args.local or args.run:
+            raise InputError("--merge", "takes the sites and models from the metrics files: give no --site, --flare or models")
+        ev = merge_site_metrics(_metrics_files(args.merge), args.held_out)
+    else:
+        if not args.site:
+            raise InputError("--site", "give the sites (--site NAME=FOLDER), or --merge the sites' metrics files")
+        sites, models = _pairs(args.site, "--site"), _models(args)
+        if args.flare:
+            from ..multisite.flare_eval import cross_site_evaluate
+
+            unknown = [s for s in args.held_out if s not in sites]
+            if unknown:  # checked before the sites start
+                raise InputError("held-out sites", f"{', '.join(unknown)} not among the sites ({', '.join(sites)})")
+            ev = merge_site_metrics(cross_site_evaluate(models, sites, args.flare), args.held_out)
+        else:
+            ev = evaluate(models, sites, args.held_out)
     write_evaluation(ev, args.out)
-    print(f"Wrote {args.out / 'table.md'} ({len(models)} models x {len(sites)} sites)")
+    print(f"Wrote {args.out / 'table.md'} ({len(ev.models)} models x {len(ev.sites)} sites)")
+    return 0
+
+
+def run_evaluate_site(args: argparse.Namespace) -> int:
+    from ..io import write_text
+    from ..multisite.evaluation import evaluate_site
+
+    [(site, folder)] = _pairs([args.site], "--site").items()
+    if args.out.exists():
+        raise InputError(args.out, "exists; choose a new file")
+    metrics = evaluate_site(_models(args), site, folder)
+    write_text(args.out, json.dumps(metrics, indent=2) + "\n")
+    print(f"Wrote {args.out} ({len(metrics['models'])} models on {site}'s {len(metrics['per_scan']) // max(len(metrics['models']), 1)} test scans)")
     return 0
 
 

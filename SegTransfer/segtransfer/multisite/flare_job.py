@@ -166,12 +166,9 @@ def _recipe(job):
 def _allow_components(workspace: Path) -> None:
     """Give the simulated sites the component policy a real site sets: FLARE's default allow list plus
     the segtransfer multi-site components."""
-    from nvflare.app_common.default_component_policy import DEFAULT_CLASS_ALLOW_LIST
-    from nvflare.app_common.widgets.component_path_authorizer import CLASS_ALLOW_LIST
-
     local = workspace / "local"
     local.mkdir(parents=True, exist_ok=True)
-    resources = {"format_version": 2, CLASS_ALLOW_LIST: list(DEFAULT_CLASS_ALLOW_LIST) + list(ALLOWED_CLASSES)}
+    resources = {"format_version": 2, **site_resources()}
     write_text(local / "resources.json", json.dumps(resources, indent=2) + "\n")
 
 
@@ -180,7 +177,9 @@ def site_resources() -> dict:
     from nvflare.app_common.default_component_policy import DEFAULT_CLASS_ALLOW_LIST
     from nvflare.app_common.widgets.component_path_authorizer import CLASS_ALLOW_LIST
 
-    return {CLASS_ALLOW_LIST: list(DEFAULT_CLASS_ALLOW_LIST) + list(ALLOWED_CLASSES)}
+    from .flare_eval import EVAL_CLASSES
+
+    return {CLASS_ALLOW_LIST: list(DEFAULT_CLASS_ALLOW_LIST) + list(dict.fromkeys(ALLOWED_CLASSES + EVAL_CLASSES))}
 
 
 def _read_json(path: Path) -> dict | None:

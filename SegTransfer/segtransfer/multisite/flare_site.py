@@ -147,19 +147,22 @@ class SiteTrainer(Executor):
 
 
 def _plain(value):
-    """A metadata value as recorded: scalars and dicts of them as they are, anything else as its ``repr``."""
+    """A value as recorded: scalars, and dicts and lists of them, as they are; anything else as its ``repr``."""
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return repr(value)
 
 
 class OutgoingAudit(Filter):
     """Task-result filter that appends one JSON line per outgoing result to the site's ``outgoing.jsonl``:
     ``round``, ``return_code``, ``data_kind``, ``arrays`` (name -> {shape, dtype}), ``non_array_data``
-    (keys of anything else in the payload), ``meta`` (metadata key -> value) and ``bytes`` (array payload
-    size).  The result itself passes unchanged."""
+    (keys of anything else in the payload), ``meta`` (metadata key -> value), ``bytes`` (array payload
+    size) and, for a metrics result (cross-site evaluation), ``metrics``: the payload itself.  The result
+    itself passes unchanged."""
 
     def __init__(self, output_dir: str | None = None):
         super().__init__()
@@ -181,6 +184,8 @@ class OutgoingAudit(Filter):
                 else:
                     record["non_array_data"].append(key)
             record["meta"] = {str(k): _plain(v) for k, v in dxo.meta.items()}
+            if dxo.data_kind == DataKind.METRICS:  # a cross-site evaluation result: the numbers themselves
+                record["metrics"] = _plain(dxo.data)
         out = site_output_dir(fl_ctx, self.output_dir) / AUDIT_FILE
         with open(out, "a", encoding="utf-8") as f:  # append-only log, one line per round
             f.write(json.dumps(record) + "\n")
