@@ -173,6 +173,21 @@ def test_exported_job_ships_no_code_and_names_only_installed_components(tmp_path
     assert client["executors"][0]["executor"]["args"] == {"options": {"lr": 0.0001}}  # no site folder: each site sets its own
     allowed = json.loads((out / "site_resources.json").read_text(encoding="utf-8"))["class_allow_list"]
     assert set(ALLOWED_CLASSES) <= set(allowed)
+    # the cross-site evaluation job: configuration only, the model pinned by its package ID, sites read their own folder
+    out = tmp_path / "eval_job"
+    assert main(["multisite", "export-eval-job", "--sites", "3", "--single", f"shipped={default_model_path()}", "--out", str(out)]) == 0
+    job = out / "segtransfer-hemorrhage-cross-site-eval"
+    files = sorted(p.relative_to(job).as_posix() for p in job.rglob("*") if p.is_file())
+    assert files == ["app/config/config_fed_client.json", "app/config/config_fed_server.json", "meta.json"]
+    client = json.loads((job / "app/config/config_fed_client.json").read_text(encoding="utf-8"))
+    server = json.loads((job / "app/config/config_fed_server.json").read_text(encoding="utf-8"))
+    assert client["executors"][0]["executor"]["path"] == "segtransfer.multisite.flare_eval.SiteEvaluator"
+    assert client["executors"][0]["executor"].get("args", {}) == {}
+    [locator] = [c for c in server["components"] if c["path"].endswith("PackageLocator")]
+    assert locator["args"]["models"]["shipped"]["sha256"] == load_package(default_model_path()).sha256
+    paths = [client["executors"][0]["executor"]["path"]] + [c["path"] for c in server["components"]] + [w["path"] for w in server["workflows"]]
+    allowed = json.loads((out / "site_resources.json").read_text(encoding="utf-8"))["class_allow_list"]
+    assert all(p in allowed for p in paths), paths
 
 
 def test_bad_inputs_get_one_line_errors(sites, tmp_path, capsys):

@@ -7,6 +7,7 @@
 * ``evaluate``: every model on every site's test set; CSV and the Markdown table of the study, from the
   sites' folders here, from FLARE's cross-site evaluation (``--flare``: each site evaluates its own
   folder) or from the per-site metrics files the sites sent (``--merge``).
+* ``export-eval-job``: FLARE's cross-site evaluation job for a real deployment.
 * ``evaluate-site``: at one site, the models on the site's own test set; writes the site's metrics file
   (per-scan numbers only) for ``evaluate --merge``.
 * ``phantoms``: phantom site folders (training and held-out sites) with known truth.
@@ -109,6 +110,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a site's metrics file, or a folder of them (e.g. RUN_FOLDER/cross_site); repeatable; replaces --site and the models")
     v.add_argument("--out", "-o", type=Path, required=True, help="output folder (new)")
     v.set_defaults(func=run_evaluate)
+    x = s.add_parser("export-eval-job", help="write FLARE's cross-site evaluation job for a real deployment",
+                     description="Server: FLARE's CrossSiteModelEval sends each model (packages on the server machine, verified and "
+                     "pinned by package ID) to every site; each site evaluates it on the test/ folder of its SEGTRANSFER_SITE_DATA and "
+                     "returns per-scan Dice and volumes only. The server writes cross_site/<site>.json in its run folder; build the table "
+                     "with 'evaluate --merge'. Submit with 'nvflare job submit -j <folder>'.")
+    x.add_argument("--sites", type=int, required=True, help="number of sites the server waits for")
+    _model_arguments(x)
+    x.add_argument("--out", "-o", type=Path, required=True, help="folder to write (new)")
+    x.set_defaults(func=run_export_eval)
     w = s.add_parser("evaluate-site", help="at one site: the models on the site's own test set; writes the site's metrics file",
                      description="Per scan and model: Dice and predicted and manual hemorrhage volume (mL); scans are named by position "
                      "(scan_001, ...), no image data or case names. Send the file to whoever builds the table with 'evaluate --merge'.")
@@ -223,6 +233,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             ev = evaluate(models, sites, args.held_out)
     write_evaluation(ev, args.out)
     print(f"Wrote {args.out / 'table.md'} ({len(ev.models)} models x {len(ev.sites)} sites)")
+    return 0
+
+
+def run_export_eval(args: argparse.Namespace) -> int:
+    from ..multisite.flare_eval import export_eval_job
+
+    models = _models(args)
+    folder = export_eval_job(models, args.sites, args.out)
+    print(f"Wrote FLARE job {folder} ({len(models)} models); sites add {args.out / 'site_resources.json'} to their component allow list")
     return 0
 
 

@@ -172,6 +172,20 @@ def build_eval_job(models: list[ModelEntry], sites: dict[str, tuple[str | None, 
     return job
 
 
+def export_eval_job(models: list[ModelEntry], n_sites: int, out: str | os.PathLike) -> Path:
+    """Write the deployable cross-site evaluation job (``models``: packages on the server machine, verified
+    now and pinned by their package IDs) for ``n_sites`` sites into the new folder ``out``; each site takes its
+    test folder from ``SEGTRANSFER_SITE_DATA``.  Returns the job folder."""
+    from ..models import load_package
+    from .flare_job import write_job_folder
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out, "output folder exists and is not empty")
+    models = [ModelEntry(m.name, Path(m.path), m.role, load_package(m.path, expected_sha256=m.sha256).sha256) for m in models]
+    return write_job_folder(build_eval_job(models, None, n_sites=n_sites), out)
+
+
 def cross_site_evaluate(models: list[ModelEntry], sites: dict[str, str | os.PathLike], out: str | os.PathLike,
                         progress: ProgressCallback | None = None) -> list[Path]:
     """Run FLARE's cross-site evaluation in the simulator (one simulated site per entry of ``sites``, each

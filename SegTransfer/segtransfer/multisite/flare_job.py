@@ -323,12 +323,17 @@ def export_job(spec: JobSpec, n_sites: int, out: str | os.PathLike) -> Path:
     """Write the deployable FLARE job folder for ``spec`` with ``n_sites`` sites into ``out`` (atomic) and
     return the job folder.  Sites take their data and output folders from ``SEGTRANSFER_SITE_DATA`` and
     ``SEGTRANSFER_SITE_OUTPUT``; the job holds no code."""
-    from ..io import atomic_dir
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, "output folder exists and is not empty")
-    job = build_job(spec, None, n_sites=n_sites)
+    return write_job_folder(build_job(spec, None, n_sites=n_sites), out)
+
+
+def write_job_folder(job, out: Path) -> Path:
+    """Export a FLARE job built here into the new folder ``out`` (atomic) with ``site_resources.json``;
+    refuses a job that would ship code.  Returns the job folder."""
+    from ..io import atomic_dir
+
     with atomic_dir(out) as tmp:
         job.export_job(str(tmp))
         custom = [p for p in Path(tmp).rglob("custom") if p.is_dir() and any(p.iterdir())]
