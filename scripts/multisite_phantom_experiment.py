@@ -12,7 +12,7 @@ evaluate``) and prints the table and the study's two expectations: each single-s
 single-site model on its own site, and the multi-site models' mean Dice over the held-out sites is at
 least the mean of the single-site models'.
 
-    python scripts/multisite_phantom_experiment.py --out /tmp/msl [--train 6] [--test 6] [--max-epochs 100] [--in-plane 2]
+    python scripts/multisite_phantom_experiment.py --out /tmp/msl [--train 8] [--test 6] [--max-epochs 100] [--in-plane 2]
 
 Exit status 0 when both hold, 1 when one does not.
 """
@@ -90,7 +90,7 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--train", type=int, default=6, help="training scans per training site (default 6)")
+    parser.add_argument("--train", type=int, default=8, help="training scans per training site (default 8: 6 train, 2 validate)")
     parser.add_argument("--test", type=int, default=6, help="test scans per site (default 6)")
     parser.add_argument("--max-epochs", type=int, default=100, help="most single-site epochs and multi-site rounds (default 100)")
     parser.add_argument("--patience", type=int, default=10, help="convergence rule: epochs / rounds (default 10)")
