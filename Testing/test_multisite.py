@@ -205,12 +205,17 @@ def test_bad_inputs_get_one_line_errors(sites, tmp_path, capsys):
         (["multisite", "evaluate", "--site", f"a={sites['site_a']}", "--held-out", "zz", "--single", f"m={default_model_path()}",
           "--out", str(tmp_path / "o6")], "zz not among the sites"),
         (["multisite", "evaluate", "--site", f"a={sites['site_a']}", "--run", f"r={tmp_path}", "--out", str(tmp_path / "o7")], "not a 'multisite simulate' run"),
+        (["multisite", "evaluate", "--merge", str(sites["site_a"] / "test" / "site_a_test_00" / "truth.json"), "--out", str(tmp_path / "o8")],
+         "truth.json: not a site metrics file"),
+        (["multisite", "evaluate", "--single", f"m={default_model_path()}", "--out", str(tmp_path / "o9")], "give the sites"),
+        (["multisite", "simulate", "--workflow", "cyclic", "--site", f"a={sites['site_a']}", "--site", f"b={sites['site_b']}",
+          "--patience", "0", "--out", str(tmp_path / "o10")], "patience must be >= 1"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, (argv, err)
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 8))
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 11))
     with pytest.raises(InputError, match="site data folder not found"):
         open_site_task("hemorrhage", tmp_path / "missing")
     with pytest.raises(InputError, match="unknown task kind"):
