@@ -18,8 +18,8 @@ from .subvoxel import level_offsets, smoothed_mask
 from .surface import Surface, epicardial_surface, to_lps
 
 METHODS = ("streamline", "eulerian")
-#: Laplace solvers: conjugate gradients (the default) and the source study's Jacobi iteration (the
-#: benchmark baseline, scripts/benchmark_laplace.py).
+#: Laplace solvers: conjugate gradients (the default) and the source study's plain Jacobi sweeps
+#: (the benchmark baseline, scripts/benchmark_laplace.py).
 SOLVERS = {"cg": solve_laplace, "jacobi": solve_laplace_jacobi}
 
 
