@@ -56,7 +56,7 @@ def _run(solver: str, args: dict, queue) -> None:
                "median_mm": float(np.nanmedian(result.thickness_mm)), "thickness": result.thickness_mm.tolist()})
 
 
-def _sparse_jacobi(args: dict, queue) -> None:
+def _sparse_jacobi(_solver: str, args: dict, queue) -> None:
     """Jacobi in matrix form on the compact system of the same phase: iterations and seconds."""
     import numpy as np
     import SimpleITK as sitk

@@ -24,7 +24,7 @@ BACKGROUND = {"psutil": "psutil"} if sys.platform == "darwin" else {}
 CLEANUP = {**SCIPY, **BACKGROUND}
 AGREEMENT = {**SCIPY, **DEEP_LEARNING}  # agreement metrics are MONAI's
 SPARSE4D = {**SCIPY, **BACKGROUND}
-THICKNESS = {**IMAGE, **BACKGROUND}
+THICKNESS = {**IMAGE, "threadpoolctl": "threadpoolctl>=3.1", **BACKGROUND}
 HEMORRHAGE = {**SCIPY, **DEEP_LEARNING, **BACKGROUND}
 TRAINING = {**SCIPY, **DEEP_LEARNING, **BACKGROUND}
 

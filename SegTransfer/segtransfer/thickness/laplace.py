@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import linalg
+from threadpoolctl import threadpool_limits
 
 from .boundaries import NEIGHBOURS, Boundaries, shifted
 
@@ -123,7 +124,10 @@ def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
         nonlocal iterations
         iterations += 1
 
-    u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
+    # One BLAS thread: CG's vector operations (about 10^5 entries) are too small for threads to pay
+    # off, and threaded BLAS spinning against other work made the solve ten times slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
     if info != 0:
         raise RuntimeError(f"Laplace solver did not converge in {iterations} iterations")
     residual = float(np.linalg.norm(system.matrix @ u - system.rhs) / np.linalg.norm(system.rhs))
