@@ -12,7 +12,8 @@ Two sets:
   random kinds) and 1 negative (seed 600), the scans of the quality test in Testing/test_hemorrhage.py.
 
 Per scan: true and predicted volume (mL), Dice; then mean Dice over the positive scans, Pearson's r of
-predicted vs true volume over all scans, and the volume marked on each negative scan.  ``--flip``
+predicted vs true volume over the positive scans (as the quality test) and over all scans, the mean
+relative volume error, and the volume marked on each negative scan.  ``--flip``
 overrides the package's left-right flip averaging (``on``/``off``) to compare both on the same weights.
 
     OMP_NUM_THREADS=1 python scripts/evaluate_hemorrhage_model.py [--model PACKAGE] [--set heldout|site_c] [--flip package|on|off]
@@ -103,7 +104,9 @@ def main() -> None:
     print(f"{args.set}: {positive.sum()} positive, {(~positive).sum()} negative scans; model {package.sha256[:12]}, "
           f"flip averaging {'on' if (description.get('extra') or {}).get(FLIP_AVERAGE) else 'off'}")
     print(f"mean Dice (positive scans) {dices[positive].mean():.3f}, lowest {dices[positive].min():.3f}")
-    print(f"Pearson r of volumes {np.corrcoef(pred, true)[0, 1]:.3f}")
+    print(f"Pearson r of volumes: positive scans {np.corrcoef(pred[positive], true[positive])[0, 1]:.3f}, "
+          f"all scans {np.corrcoef(pred, true)[0, 1]:.3f} (a negative scan's 0 mL adds a point at the origin)")
+    print(f"mean relative volume error (positive scans) {np.mean((pred[positive] - true[positive]) / true[positive]):+.3f}")
     if (~positive).any():
         print(f"marked on negative scans (mL): {', '.join(f'{v:.2f}' for v in pred[~positive])} (max {pred[~positive].max():.2f})")
 

@@ -16,13 +16,16 @@ from ..progress import ProgressCallback
 from .network import FLIP_AVERAGE
 from .preprocess import Preprocessed, model_input, preprocess, restore_orientation
 
-#: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it,
-#: isolated false-positive voxels from noise would flag negative scans.
-MIN_DETECTION_ML = 0.1
-#: Connected lesions (26-connectivity) smaller than this (mL, about 50 voxels of 1 mm^3) are dropped from the
-#: mask before volume and detection: specks of a few voxels (noise, partial volume at the inner skull table)
-#: are not hemorrhages a reader would report.
-MIN_LESION_ML = 0.05
+#: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it, thin
+#: false-positive crescents along the inner skull table would flag negative scans.  Chosen on held-out
+#: phantoms (scripts/evaluate_hemorrhage_model.py, never the test site): the largest round value below the
+#: smallest predicted volume of a positive scan (0.74 mL); see docs/hemorrhage.md.
+MIN_DETECTION_ML = 0.5
+#: Connected lesions (26-connectivity) smaller than this (mL, about 200 voxels of 1 mm^3) are dropped from the
+#: mask before volume and detection: specks and short crescents (noise, partial volume at the inner skull
+#: table) are not hemorrhages a reader would report.  Chosen on the same held-out phantoms (best mean Dice
+#: and volume correlation of 0, 0.05, 0.1, 0.2 and 0.5 mL).
+MIN_LESION_ML = 0.2
 
 
 @dataclass
@@ -63,8 +66,8 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, threshold: float = 0
     """Binary prediction ``[k, y, x]`` for the normalised slices ``x`` (float32 ``[k, y, x]``, LPS-identity
     orientation: the last axis runs from the patient's right to left): sliding window of ``roi`` over each
     whole slice (MONAI), sigmoid, threshold.  ``flip_average``: the sigmoid is the mean of the slice's and of
-    its left-right mirror image's (mapped back), which halves the network's one-sided false positives
-    along the inner skull table; it doubles the forward passes."""
+    its left-right mirror image's (mapped back), which removes most of the network's one-sided false
+    positives along the inner skull table; it doubles the forward passes."""
     from monai.inferers import SlidingWindowInferer
 
     inferer = SlidingWindowInferer(roi_size=tuple(roi), sw_batch_size=4, overlap=0.0, padding_mode="constant")
