@@ -5,8 +5,8 @@ study's convergence rule, and the global model persistor.
   :class:`ConvergingFedAvg` (federated averaging) extends FLARE's ``FedAvg``.  After every completed
   round both apply :class:`segtransfer.multisite.convergence.ConvergenceRule` to the validation losses
   and sample counts the sites returned with their weights (cyclic: each site's report of the round,
-  collected as the model is relayed; FedAvg: FLARE's own sample-weighted aggregation of the sites'
-  metrics), mark the round's model as the best when its weighted loss is the lowest so far, and stop the
+  collected as the model is relayed; FedAvg: each site's report, taken as FLARE aggregates its
+  result), mark the round's model as the best when its weighted loss is the lowest so far, and stop the
   workflow when the rule holds or at the maximum number of rounds.
 * :class:`GlobalModelPersistor` creates the first global model without any data (the task kind's
   network, seeded random initialisation) or takes it from a verified model package (``initial_package``,
@@ -99,8 +99,7 @@ class ConvergingCyclic(CyclicController):
 
 
 class ConvergingFedAvg(FedAvg):
-    """FLARE's FedAvg (sample-weighted mean of the sites' weights; FLARE also averages their metrics with
-    the same weights) that keeps the best global model and stops on the convergence rule.  ``first_round``,
+    """FLARE's FedAvg (sample-weighted mean of the sites' weights) that keeps the best global model and stops on the convergence rule.  ``first_round``,
     ``patience``, ``min_delta``, ``max_rounds``, ``history``: as for :class:`ConvergingCyclic`; other
     arguments: ``FedAvg``'s."""
 
