@@ -79,25 +79,31 @@ def assemble(b: Boundaries) -> LaplaceSystem:
 
 def _field(b: Boundaries, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The padded grid with ``values`` on the wall voxels ``index`` (flat) and ghost values around
-    them (see :class:`LaplaceField`)."""
-    u = np.full(b.wall.shape, np.nan)
-    u.ravel()[index] = values
-    total = np.zeros(b.wall.shape)
-    count = np.zeros(b.wall.shape)
-    filled = np.where(b.wall, u, 0.0)
-    for axis, step in NEIGHBOURS:
-        from_wall = shifted(b.wall, axis, step)
-        nb_u = shifted(filled, axis, step)
-        ghost = np.where(b.pool, -nb_u, np.where(b.epi, 2.0 - nb_u, nb_u))
-        target = from_wall & ~b.wall
-        total[target] += ghost[target]
-        count[target] += 1
-    ghosts = count > 0
-    u[ghosts] = total[ghosts] / count[ghosts]
+    them (see :class:`LaplaceField`): each voxel next to the wall holds the mean over its wall
+    neighbours of the value that puts u = 0 (pool) or 1 (epicardium) on the shared face, or mirrors
+    u across a no-flux face; every other voxel the nearest defined value (in mm)."""
+    shape = b.wall.shape
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    wall, pool, epi = b.wall.ravel(), b.pool.ravel(), b.epi.ravel()
+    u = np.full(wall.size, np.nan)
+    u[index] = values
+    targets, ghosts = [], []
+    for axis, step in NEIGHBOURS:  # wall voxels never lie on the padded grid's edge
+        neighbour = index + step * strides[axis]
+        off_wall = ~wall[neighbour]
+        target, inner = neighbour[off_wall], values[off_wall]
+        targets.append(target)
+        ghosts.append(np.where(pool[target], -inner, np.where(epi[target], 2.0 - inner, inner)))
+    target = np.concatenate(targets)
+    total = np.bincount(target, weights=np.concatenate(ghosts), minlength=u.size)
+    count = np.bincount(target, minlength=u.size)
+    ghost = count > 0
+    u[ghost] = total[ghost] / count[ghost]
+    u = u.reshape(shape)
     # beyond the ghost layer: the nearest defined value, so interpolation stencils never see NaN
     missing = np.isnan(u)
     if missing.any():
-        _, nearest = ndimage.distance_transform_edt(missing, sampling=b.spacing_zyx, return_indices=True)
+        nearest = ndimage.distance_transform_edt(missing, sampling=b.spacing_zyx, return_distances=False, return_indices=True)
         u = u[tuple(nearest)]
     return u
 

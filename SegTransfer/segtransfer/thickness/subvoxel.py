@@ -39,7 +39,7 @@ def smoothed_mask(mask: np.ndarray, spacing_zyx, sigma_mm: float = SIGMA_MM) -> 
 
 
 def level_offsets(field: np.ndarray, points_zyx: np.ndarray, directions: np.ndarray, spacing_zyx,
-                  level: float = 0.5, reach_voxels: float = REACH_VOXELS, samples: int = 21) -> np.ndarray:
+                  level: float = 0.5, reach_voxels: float = REACH_VOXELS, samples: int = 11) -> np.ndarray:
     """Signed distance (mm) from each point along its direction to the nearest crossing of ``level``.
 
     ``points_zyx`` (n, 3): continuous indices of ``field``'s grid; ``directions`` (n, 3): unit
