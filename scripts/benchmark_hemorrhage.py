@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Benchmark: the whole `segtransfer hemorrhage segment` command against the bare model forward pass
-over the same slices, on a 512x512x40 head CT (phantom), with the shipped model.
+over the same slices, on a 512x512x40 head CT (phantom), with the shipped model or ``--model``.
 
 Three numbers, best of --repeats:
 
@@ -8,7 +8,8 @@ Three numbers, best of --repeats:
   output written (the CLI's ``main`` called in this process, after the imports);
 * bare forward: the time spent inside the network's ``forward`` during that same run, measured by a
   timing wrapper around the loaded network; so it is the forward pass over exactly the 256x256
-  windows of exactly the slices the command segments, with nothing else;
+  windows of exactly the slices the command segments (and of their mirror images when the package asks
+  for left-right flip averaging, as the shipped one does), with nothing else;
 * cold command: ``python -m segtransfer hemorrhage segment`` in a fresh process (interpreter start
   and the torch/MONAI imports included), the time a user waits.
 
