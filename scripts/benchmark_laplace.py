@@ -9,8 +9,11 @@ For a like-for-like view of the solver alone it also times Jacobi written as a s
 iteration on the wall voxels only (the same system CG solves): that isolates how much of the gain
 comes from CG's fewer iterations and how much from not sweeping the whole grid.
 
-Each run happens in its own process, so peak memory is measured separately: the peak of what the
-pipeline allocates (tracemalloc, which numpy reports to).  Prints wall and CPU time, solver
+Each solver runs in its own process, so peak memory is measured separately: the peak of what the
+pipeline allocates (tracemalloc, which numpy reports to).  The phase is computed three times: the
+first run ("first phase") includes one-off costs of loading code and warming caches; the second is
+the time per phase of a series ("whole pipeline", what the targets refer to); the third, traced for
+memory, is not timed.  Prints wall and CPU time, solver
 iterations and peak memory side by side, the ratios baseline / shipped, how far the two thickness
 maps differ, and whether the shipped pipeline meets its targets (one phase in under 1 s; at least
 20 times faster than the baseline).
@@ -43,14 +46,17 @@ def _run(solver: str, args: dict, queue) -> None:
     lv = beating_lv(seed=args["seed"], n_phases=20, spacing=(args["spacing"],) * 3)
     phase = lv.truth.ed_index if args["phase"] == "ed" else lv.truth.es_index
     labels = lv.clean_labels[phase]
+    first0 = time.perf_counter()
+    compute_thickness(labels, solver=solver)  # the first phase also pays one-off loading costs
+    first = time.perf_counter() - first0
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = compute_thickness(labels, solver=solver)
+    result = compute_thickness(labels, solver=solver)  # every further phase of a series
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     tracemalloc.start()  # a second run for memory: tracing slows allocation, so it is not timed
     compute_thickness(labels, solver=solver)
     peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    queue.put({"solver": solver, "seconds": wall, "cpu_seconds": cpu, "solve_seconds": result.laplace.seconds,
+    queue.put({"solver": solver, "first_seconds": first, "seconds": wall, "cpu_seconds": cpu, "solve_seconds": result.laplace.seconds,
                "iterations": result.laplace.iterations, "residual": result.laplace.residual, "peak_mb": peak_mb,
                "vertices": int(result.thickness_mm.size), "size": list(labels.GetSize()),
                "median_mm": float(np.nanmedian(result.thickness_mm)), "thickness": result.thickness_mm.tolist()})
@@ -124,7 +130,8 @@ def main() -> None:
     print(f"Thickness of the LV phantom ({args['phase'].upper()}, label map {' x '.join(map(str, cg['size']))} at "
           f"{args['spacing']:g} mm, {cg['vertices']} epicardial vertices)")
     print(f"{'':26}{'CG (shipped)':>14}{'Jacobi (baseline)':>20}{'ratio baseline/CG':>20}")
-    rows = (("seconds", "whole pipeline (s)", "{:.3f}"), ("cpu_seconds", "CPU time (s)", "{:.3f}"),
+    rows = (("first_seconds", "first phase (s)", "{:.3f}"), ("seconds", "whole pipeline (s)", "{:.3f}"),
+            ("cpu_seconds", "CPU time (s)", "{:.3f}"),
             ("solve_seconds", "Laplace solve (s)", "{:.3f}"), ("iterations", "solver iterations", "{:d}"),
             ("peak_mb", "peak memory (MB)", "{:.1f}"))
     for key, label, fmt in rows:
