@@ -195,19 +195,14 @@ def cross_site_evaluate(models: list[ModelEntry], sites: dict[str, str | os.Path
 
     from ..errors import SegTransferError
     from ..models import load_package
-    from .flare_job import _allow_components, _recipe, check_site_name
+    from .flare_job import _allow_components, _recipe, check_site_name, site_folders
 
     progress = progress or print_progress
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, "output folder exists and is not empty")
     names = [check_site_name(n) for n in sites]
-    folders = {}
-    for name, folder in sites.items():
-        path = Path(folder).resolve()
-        if not path.is_dir():
-            raise InputError(folder, f"data folder of site {name} not found")
-        folders[name] = path
+    folders = site_folders(sites)
     # verified here before any site starts; the IDs then pin what the server sends
     models = [ModelEntry(m.name, Path(m.path), m.role, load_package(m.path, expected_sha256=m.sha256).sha256) for m in models]
     out.mkdir(parents=True)

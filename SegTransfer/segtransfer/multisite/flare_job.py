@@ -172,6 +172,17 @@ def _allow_components(workspace: Path) -> None:
     write_text(local / "resources.json", json.dumps(resources, indent=2) + "\n")
 
 
+def site_folders(sites: dict[str, str | os.PathLike]) -> dict[str, Path]:
+    """``{site: folder}`` with each folder resolved; ``InputError`` naming a folder that is missing."""
+    folders = {}
+    for name, folder in sites.items():
+        path = Path(folder).resolve()
+        if not path.is_dir():
+            raise InputError(folder, f"data folder of site {name} not found")
+        folders[name] = path
+    return folders
+
+
 def site_resources() -> dict:
     """The ``local/resources.json`` entries a deployed site and server add (component allow list)."""
     from nvflare.app_common.default_component_policy import DEFAULT_CLASS_ALLOW_LIST
@@ -239,12 +250,7 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     names = [check_site_name(n) for n in sites]
     if len(names) < 2:
         raise InputError("sites", f"a multi-site job needs at least 2 sites, got {len(names)}")
-    folders = {}
-    for name, folder in sites.items():
-        path = Path(folder).resolve()
-        if not path.is_dir():
-            raise InputError(folder, f"data folder of site {name} not found")
-        folders[name] = path
+    folders = site_folders(sites)
     requested = int(spec.rounds)
     attempts: list[dict] = []
     if resume:
