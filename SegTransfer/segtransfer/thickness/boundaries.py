@@ -84,19 +84,24 @@ def classify(labels_zyx: np.ndarray, spacing_zyx, pool: int = 1, wall: int = 2, 
     grad = np.stack([np.gradient(smooth, spacing[a], axis=a)[candidates] for a in range(3)], axis=1)
     inward = grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-12)
     step = 0.5 * spacing.min()
+    # march along the normals in flat indices, keeping only the undecided candidates
+    strides = np.array([arr.shape[1] * arr.shape[2], arr.shape[2], 1])
+    top = np.array(arr.shape) - 1
+    origin = idx.astype(int) @ strides
+    pool_flat, background_flat = p.ravel(), background.ravel()
     first = np.zeros(len(idx), dtype=np.int8)  # 0 undecided, 1 pool first, 2 background first
+    live = np.arange(len(idx))
+    per_mm = inward / spacing
     for t in np.arange(step, max_depth_mm, step):
-        todo = first == 0
-        if not todo.any():
+        if live.size == 0:
             break
-        q = np.round(idx[todo] + t * inward[todo] / spacing).astype(int)
-        q = np.clip(q, 0, np.array(arr.shape) - 1)
-        origin_voxel = np.all(q == idx[todo].astype(int), axis=1)
-        hit_pool = p[tuple(q.T)] & ~origin_voxel
-        hit_other = background[tuple(q.T)] & ~origin_voxel
-        decided = np.flatnonzero(todo)
-        first[decided[hit_pool]] = 1
-        first[decided[hit_other & ~hit_pool]] = 2
+        q = np.clip(np.round(idx[live] + t * per_mm[live]).astype(int), 0, top) @ strides
+        moved = q != origin[live]
+        hit_pool = pool_flat[q] & moved
+        hit_other = background_flat[q] & moved & ~hit_pool
+        first[live[hit_pool]] = 1
+        first[live[hit_other]] = 2
+        live = live[~(hit_pool | hit_other)]
     is_epi = first == 1
     where_idx = tuple(idx.astype(int).T)
     epi = np.zeros_like(w)

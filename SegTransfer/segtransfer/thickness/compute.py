@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,9 @@ METHODS = ("streamline", "eulerian")
 #: Laplace solvers: conjugate gradients (the default) and the source study's plain Jacobi sweeps
 #: (the benchmark baseline, scripts/benchmark_laplace.py).
 SOLVERS = {"cg": solve_laplace, "jacobi": solve_laplace_jacobi}
+#: Threads for one label map: the surface and the smoothed masks are built while the solver runs,
+#: and the streamlines are traced in that many chunks (most of that work runs outside the GIL).
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -53,12 +58,12 @@ class ThicknessResult:
 
 def compute_thickness(labels: LabelImage | sitk.Image, method: str = "streamline", pool: int = BLOOD_POOL, wall: int = MYOCARDIUM,
                       keep_streamlines: bool = False, max_depth_mm: float = 60.0, where: str = "labels",
-                      solver: str = "cg") -> ThicknessResult:
+                      solver: str = "cg", workers: int = WORKERS) -> ThicknessResult:
     """LV wall thickness from a 3D label map (``pool`` and ``wall`` label values; LPS geometry kept).
 
     ``method``: ``streamline`` (RK4 streamlines of the Laplace field, the default) or ``eulerian``
-    (Yezzi-Prince PDEs).  ``solver``: a key of :data:`SOLVERS`.  Raises ``InputError`` for a non-3D
-    map or a missing pool or wall.
+    (Yezzi-Prince PDEs).  ``solver``: a key of :data:`SOLVERS`.  ``workers``: threads (the result
+    does not depend on them).  Raises ``InputError`` for a non-3D map or a missing pool or wall.
     """
     if method not in METHODS:
         raise InputError(where, f"unknown thickness method {method!r} (use {' or '.join(METHODS)})")
@@ -73,26 +78,33 @@ def compute_thickness(labels: LabelImage | sitk.Image, method: str = "streamline
     b: Boundaries = classify(arr, spacing_zyx, pool, wall, max_depth_mm, where)
     if not b.epi.any():
         raise InputError(where, "the myocardium has no epicardial face (does it enclose the blood pool?)")
-    field = SOLVERS[solver](b)
-    surface: Surface = epicardial_surface(b)
-    if len(surface.vertices_zyx) == 0:
-        raise InputError(where, "no epicardial surface could be extracted")
-    paths = None
-    vertices = surface.vertices_zyx
-    if method == "streamline":
-        lines = trace(field.u, spacing_zyx, vertices, keep_paths=keep_streamlines)
-        # both ends onto the sub-voxel boundaries (see .subvoxel): the start along the first step, the
-        # end along the last; the vertex moves with its streamline's start
-        start = level_offsets(smoothed_mask(b.wall | b.pool, spacing_zyx), vertices, lines.start_dir, spacing_zyx)
-        end = level_offsets(smoothed_mask(b.pool, spacing_zyx), lines.end_zyx, lines.end_dir, spacing_zyx)
-        thickness, paths = lines.length_mm - start + end, lines.paths
-        moved = np.nan_to_num(lines.start_dir) * start[:, None] / np.asarray(spacing_zyx)
-        vertices = vertices + moved
-        if paths is not None:
-            paths = [np.vstack([v, path[1:]]) for v, path in zip(vertices, paths)]
-    else:
-        per_voxel = eulerian_thickness(b, field.u)
-        thickness = _vertex_values(per_voxel, surface.vertices_zyx, b)
+    with ThreadPoolExecutor(max(1, workers)) as threads:
+        # independent of the Laplace solution: built on the other thread(s) while the solver runs
+        surface_job = threads.submit(epicardial_surface, b)
+        if method == "streamline":
+            masks_job = threads.submit(lambda: (smoothed_mask(b.wall | b.pool, spacing_zyx), smoothed_mask(b.pool, spacing_zyx)))
+        field = SOLVERS[solver](b)
+        surface: Surface = surface_job.result()
+        if len(surface.vertices_zyx) == 0:
+            raise InputError(where, "no epicardial surface could be extracted")
+        paths = None
+        vertices = surface.vertices_zyx
+        if method == "streamline":
+            lines = trace(field.u, spacing_zyx, vertices, keep_paths=keep_streamlines, workers=workers)
+            # both ends onto the sub-voxel boundaries (see .subvoxel): the start along the first step,
+            # the end along the last; the vertex moves with its streamline's start
+            outer, inner = masks_job.result()
+            start_job = threads.submit(level_offsets, outer, vertices, lines.start_dir, spacing_zyx)
+            end = level_offsets(inner, lines.end_zyx, lines.end_dir, spacing_zyx)
+            start = start_job.result()
+            thickness, paths = lines.length_mm - start + end, lines.paths
+            moved = np.nan_to_num(lines.start_dir) * start[:, None] / np.asarray(spacing_zyx)
+            vertices = vertices + moved
+            if paths is not None:
+                paths = [np.vstack([v, path[1:]]) for v, path in zip(vertices, paths)]
+        else:
+            per_voxel = eulerian_thickness(b, field.u)
+            thickness = _vertex_values(per_voxel, surface.vertices_zyx, b)
     geometry = (image.GetOrigin(), image.GetSpacing(), image.GetDirection())
     lines_lps = [to_lps(p + offset_zyx, *geometry) for p in paths] if paths is not None else None
     return ThicknessResult(to_lps(vertices + offset_zyx, *geometry), surface.faces,

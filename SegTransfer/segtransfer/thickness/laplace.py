@@ -12,6 +12,7 @@ whole grid), kept only as the benchmark baseline.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import linalg
 from threadpoolctl import threadpool_limits
 
-from .boundaries import NEIGHBOURS, Boundaries, shifted
+from .boundaries import NEIGHBOURS, Boundaries, adjacent_to, shifted
 
 
 @dataclass
@@ -77,11 +78,22 @@ def assemble(b: Boundaries) -> LaplaceSystem:
     return LaplaceSystem(matrix, rhs, index)
 
 
-def _field(b: Boundaries, index: np.ndarray, values: np.ndarray) -> np.ndarray:
+def nearest_defined(b: Boundaries) -> np.ndarray | None:
+    """For every voxel of ``b``'s grid, the ``[z, y, x]`` index (3, z, y, x) of the nearest (in mm)
+    voxel that :func:`_field` defines, the wall and the ghost layer around it (None when that is
+    every voxel).  It depends on the geometry only, so it can be computed while the solver runs."""
+    defined = b.wall | adjacent_to(b.wall)
+    if defined.all():
+        return None
+    return ndimage.distance_transform_edt(~defined, sampling=b.spacing_zyx, return_distances=False, return_indices=True)
+
+
+def _field(b: Boundaries, index: np.ndarray, values: np.ndarray, nearest: np.ndarray | None) -> np.ndarray:
     """The padded grid with ``values`` on the wall voxels ``index`` (flat) and ghost values around
     them (see :class:`LaplaceField`): each voxel next to the wall holds the mean over its wall
     neighbours of the value that puts u = 0 (pool) or 1 (epicardium) on the shared face, or mirrors
-    u across a no-flux face; every other voxel the nearest defined value (in mm)."""
+    u across a no-flux face; every other voxel the nearest defined value (in mm; ``nearest`` from
+    :func:`nearest_defined`)."""
     shape = b.wall.shape
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     wall, pool, epi = b.wall.ravel(), b.pool.ravel(), b.epi.ravel()
@@ -101,11 +113,7 @@ def _field(b: Boundaries, index: np.ndarray, values: np.ndarray) -> np.ndarray:
     u[ghost] = total[ghost] / count[ghost]
     u = u.reshape(shape)
     # beyond the ghost layer: the nearest defined value, so interpolation stencils never see NaN
-    missing = np.isnan(u)
-    if missing.any():
-        nearest = ndimage.distance_transform_edt(missing, sampling=b.spacing_zyx, return_distances=False, return_indices=True)
-        u = u[tuple(nearest)]
-    return u
+    return u if nearest is None else u[tuple(nearest)]
 
 
 def _safe_diagonal(system: LaplaceSystem) -> np.ndarray:
@@ -121,6 +129,8 @@ def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
     """Solve with conjugate gradients preconditioned by the diagonal (the operator is SPD).  The wall
     is thin (a few voxels across), so CG needs on the order of tens of iterations."""
     t0 = time.perf_counter()
+    helper = ThreadPoolExecutor(1)
+    nearest = helper.submit(nearest_defined, b)  # on another core while CG runs
     system = assemble(b)
     inv_diag = 1.0 / _safe_diagonal(system)
     precondition = linalg.LinearOperator(system.matrix.shape, matvec=lambda x: inv_diag * x)
@@ -132,12 +142,16 @@ def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
 
     # One BLAS thread: CG's vector operations (about 10^5 entries) are too small for threads to pay
     # off, and threaded BLAS spinning against other work made the solve ten times slower.
-    with threadpool_limits(limits=1, user_api="blas"):
-        u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
+        nearest = nearest.result()
+    finally:
+        helper.shutdown()
     if info != 0:
         raise RuntimeError(f"Laplace solver did not converge in {iterations} iterations")
     residual = float(np.linalg.norm(system.matrix @ u - system.rhs) / np.linalg.norm(system.rhs))
-    return LaplaceField(_field(b, system.index, u), iterations, residual, time.perf_counter() - t0)
+    return LaplaceField(_field(b, system.index, u, nearest), iterations, residual, time.perf_counter() - t0)
 
 
 def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int = 200000) -> LaplaceField:
@@ -176,4 +190,4 @@ def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int 
         u = np.where(wall, acc / diag, 0.0)
         iterations += 1
     index = np.flatnonzero(wall)
-    return LaplaceField(_field(b, index, u.ravel()[index]), iterations, residual, time.perf_counter() - t0)
+    return LaplaceField(_field(b, index, u.ravel()[index], nearest_defined(b)), iterations, residual, time.perf_counter() - t0)
