@@ -9,9 +9,10 @@ and the source study's experiment on phantoms.
 * :mod:`.phantom_data` and :mod:`.experiment`: two-site phantom datasets and the TL-vs-scratch run.
 """
 
-from .infer import CardiacResult, segment_series, write_result
-from .network import choose_device, description
-from .train import evaluate, load_cardiac_network, train_cardiac, train_epoch
+from ..lazy import lazy_exports
 
-__all__ = ["CardiacResult", "choose_device", "description", "evaluate", "load_cardiac_network", "segment_series", "train_cardiac",
-           "train_epoch", "write_result"]
+_EXPORTS = {"CardiacResult": ".infer", "segment_series": ".infer", "write_result": ".infer",
+            "choose_device": ".network", "description": ".network",
+            "evaluate": ".train", "load_cardiac_network": ".train", "train_cardiac": ".train", "train_epoch": ".train"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)  # torch and MONAI load on first use
+__all__ = sorted(_EXPORTS)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads when a network or a device is made: the CLI reads the defaults here
+    import torch
 
 from ..errors import InputError
 from ..labels import CARDIAC_SEGMENTS
@@ -87,6 +89,8 @@ def encoder_parameter_names(network: torch.nn.Module) -> list[str]:
 
 def choose_device(device: str | None = "auto") -> torch.device:
     """``auto``: the first CUDA GPU when one is available, else the CPU; otherwise the named device."""
+    import torch
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

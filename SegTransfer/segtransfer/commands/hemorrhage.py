@@ -37,27 +37,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patience", type=int, default=10)
     t.add_argument("--min-delta", type=float, default=1e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--loss", choices=("dice", "dice_ce"), default="dice",
+                   help="training loss: dice (continuous batch Dice, the default) or dice_ce (plus binary cross-entropy, "
+                   "which charges false positives the same at sites with large bleeds)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     t.set_defaults(func=run_train)
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from ..hemorrhage import default_model_path, segment
-    from ..hemorrhage.report import check_output_folder, write_outputs
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..hemorrhage import default_model_path, preprocess
+    from ..hemorrhage.report import check_output_folder
     from ..io import read_image
-    from ..models import load_network
     from ..progress import print_progress
 
     check_output_folder(args.out)  # before the work, so a wrong --out costs nothing
-    if args.ct.name.endswith(".inv3"):
-        from ..io.invesalius import read_inv3
-
-        image = read_inv3(args.ct)
-    else:
-        image = read_image(args.ct)
     model_path = args.model or default_model_path()
-    network, package = load_network(model_path, expected_sha256=args.sha256)
-    result = segment(image, network, package.description, where=str(args.ct), progress=print_progress)
+    with ThreadPoolExecutor(1) as loader:
+        # torch, MONAI and the network load on another thread while this one reads and skull-strips the
+        # CT: SimpleITK's filters release the GIL, so the two overlap
+        loading = loader.submit(_load_network, model_path, args.sha256)
+        if args.ct.name.endswith(".inv3"):
+            from ..io.invesalius import read_inv3
+
+            image = read_inv3(args.ct)
+        else:
+            image = read_image(args.ct)
+        pre = preprocess(image, str(args.ct))
+        network, package = loading.result()
+    from ..hemorrhage import segment
+    from ..hemorrhage.report import write_outputs
+
+    result = segment(image, network, package.description, where=str(args.ct), progress=print_progress, pre=pre)
     name = args.ct.name.split(".")[0]
     write_outputs(args.out, name, image, result, {"path": str(model_path), "sha256": package.sha256, "name": package.description["name"]})
     print(f"{name}: hemorrhage {'present' if result.detected else 'not detected'}, {result.volume_ml:.2f} mL in "
@@ -65,11 +77,18 @@ def run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_network(model_path: Path, sha256: str | None):
+    """The package's network and the package (verified; see :func:`segtransfer.models.load_network`)."""
+    from ..models import load_network
+
+    return load_network(model_path, expected_sha256=sha256)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..hemorrhage.train import load_cases, train
 
     package = train(load_cases(args.cases), args.out, site=args.site, patch_size=args.patch_size, positives=args.positives,
                     negatives=args.negatives, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                    patience=args.patience, min_delta=args.min_delta, seed=args.seed, resume=args.resume)
+                    patience=args.patience, min_delta=args.min_delta, seed=args.seed, loss=args.loss, resume=args.resume)
     print(f"Wrote model package {args.out} (sha256 {package.sha256})")
     return 0

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .infer import MIN_DETECTION_ML, HemorrhageResult, Lesion, segment
-from .preprocess import check_ct, preprocess, skull_strip
+from ..lazy import lazy_exports
+from .preprocess import check_ct, preprocess, skull_strip  # no torch; the function shadows its module's name
+
+_EXPORTS = {"MIN_DETECTION_ML": ".infer", "HemorrhageResult": ".infer", "Lesion": ".infer", "segment": ".infer"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)  # torch and MONAI load on first use
 
 
 def default_model_path() -> Path:
@@ -15,4 +18,4 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "resources" / "models" / "hemorrhage_phantom"
 
 
-__all__ = ["MIN_DETECTION_ML", "HemorrhageResult", "Lesion", "check_ct", "default_model_path", "preprocess", "segment", "skull_strip"]
+__all__ = sorted([*_EXPORTS, "check_ct", "default_model_path", "preprocess", "skull_strip"])

@@ -57,9 +57,16 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     brightens it; bone is above 300 HU) is eroded by ``erode_mm`` to cut its thin connections to scalp,
     orbits and neck through foramina; the largest connected piece is grown back inside the tissue by
     the same amount (opening by reconstruction) and its holes are filled.  All in 3D with SimpleITK,
-    so open skull rings in single slices do not matter.  Raises ``InputError`` when no brain is found.
+    so open skull rings in single slices do not matter.  The work runs on the box around the soft
+    tissue, with a margin wider than the structuring elements, so the mask is the same as on the
+    whole grid (the air around the head costs nothing).  Raises ``InputError`` when no brain is found.
     """
-    tissue = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
+    tissue_full = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
+    box = _padded_box(tissue_full, _radius_voxels(image, erode_mm + 1.0))
+    if box is None:
+        raise InputError(where, "no brain found inside the skull (is this a head CT?)")
+    lo, size = box
+    tissue = sitk.RegionOfInterest(tissue_full, size, lo)
     core = sitk.BinaryErode(tissue, _radius_voxels(image, erode_mm), sitk.sitkBall)
     components = sitk.RelabelComponent(sitk.ConnectedComponent(core), sortByObjectSize=True)
     largest = components == 1
@@ -67,10 +74,9 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
     grown = sitk.And(sitk.BinaryDilate(largest, _radius_voxels(image, erode_mm + 1.0), sitk.sitkBall), tissue)
     grown = sitk.RelabelComponent(sitk.ConnectedComponent(grown), sortByObjectSize=True) == 1
-    filled = sitk.BinaryFillhole(grown)
-    arr = sitk.GetArrayFromImage(filled).astype(bool)
-    for k in range(arr.shape[0]):  # enclosed CSF/blood pockets slice by slice as well
-        arr[k] = ndimage.binary_fill_holes(arr[k])
+    filled = fill_holes_per_slice(sitk.GetArrayFromImage(sitk.BinaryFillhole(grown)).astype(bool))  # 3D, then per slice
+    arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=bool)
+    arr[lo[2]:lo[2] + size[2], lo[1]:lo[1] + size[1], lo[0]:lo[0] + size[0]] = filled
     arr &= sitk.GetArrayViewFromImage(image) <= BONE_HU  # calcifications filled in above are not brain
     volume_ml = arr.sum() * float(np.prod(image.GetSpacing())) / 1000.0
     if volume_ml < 50.0:
@@ -78,6 +84,38 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(image)
     return out
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (boolean ``[k, y, x]``) with the holes of every axial slice filled: background that no
+    4-connected in-slice path of background joins to the slice's border (what
+    ``scipy.ndimage.binary_fill_holes`` does per slice).  One labelling of the background with a
+    structuring element that connects only within slices, instead of one fill per slice."""
+    within_slice = np.zeros((3, 3, 3), dtype=bool)
+    within_slice[1] = ndimage.generate_binary_structure(2, 1)
+    labels, _ = ndimage.label(~mask, structure=within_slice)
+    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
+    return mask | ~np.isin(labels, border)
+
+
+def _padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
+    """Index ``(lo, size)`` (x, y, z) of the bounding box of ``mask``'s foreground widened by
+    ``margin`` voxels plus one per axis, within the image; None when the mask is empty.  The margin
+    of background keeps erosion, dilation, connected components and hole filling inside the box the
+    same as on the whole image (slices without foreground are cut only when more than the margin
+    away)."""
+    arr = sitk.GetArrayViewFromImage(mask)
+    if not arr.any():
+        return None
+    lo, size = [], []
+    for axis_xyz, pad in enumerate(margin):
+        axis = 2 - axis_xyz  # numpy [z, y, x]
+        hit = np.flatnonzero(arr.any(axis=tuple(a for a in range(3) if a != axis)))
+        start = max(int(hit[0]) - pad - 1, 0)
+        stop = min(int(hit[-1]) + pad + 2, arr.shape[axis])
+        lo.append(start)
+        size.append(stop - start)
+    return lo, size
 
 
 def preprocess(image: sitk.Image, where: str | os.PathLike = "image") -> Preprocessed:

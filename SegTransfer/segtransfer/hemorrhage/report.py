@@ -6,7 +6,9 @@ import csv
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -14,7 +16,9 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..io import LabelImage, atomic_dir, write_labels, write_text
 from ..labels import HEMORRHAGE_SEGMENTS
-from .infer import HemorrhageResult
+
+if TYPE_CHECKING:  # only an annotation: checking the output folder must not load torch
+    from .infer import HemorrhageResult
 
 MONTAGE_TILES = 12
 
@@ -91,11 +95,14 @@ def write_outputs(folder: str | os.PathLike, name: str, image: sitk.Image, resul
     :func:`check_output_folder` (absent, empty or an earlier output, which is replaced)."""
     check_output_folder(folder)
     summary = {"scan": name, **result.summary(), "model": model_info}
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp, ThreadPoolExecutor(2) as threads:
         labels = LabelImage(result.mask, list(HEMORRHAGE_SEGMENTS))
+        # the three image files are written side by side: compression and PNG encoding release the GIL
+        jobs = [threads.submit(write_labels, labels, tmp / "hemorrhage.nii.gz"),
+                threads.submit(overlay_montage, image, result.mask, tmp / "overlay.png")]
         write_labels(labels, tmp / "hemorrhage.seg.nrrd")
-        write_labels(labels, tmp / "hemorrhage.nii.gz")
-        overlay_montage(image, result.mask, tmp / "overlay.png")
+        for job in jobs:
+            job.result()  # re-raises a writer's error inside atomic_dir, so nothing is kept
         write_text(tmp / "summary.json", json.dumps(summary, indent=2))
         write_text(tmp / "summary.csv", summary_csv(name, summary))
     return Path(folder)

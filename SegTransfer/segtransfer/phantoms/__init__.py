@@ -1,11 +1,17 @@
 """Phantoms with known truth, deterministic from a seed: analytic shells, a beating LV over 20 phases,
 head CTs with hemorrhages, and "site" appearance profiles."""
 
-from .cardiac import LVPhantom, LVTruth, beating_lv, contraction, truncated_ellipsoid_volume
-from .head import KINDS as HEMORRHAGE_KINDS
-from .head import HeadPhantom, HeadTruth, Hemorrhage, head_ct
-from .shells import EllipsoidTruth, ShellTruth, cylindrical_shell, ellipsoidal_shell, spherical_shell
-from .sites import SITES, SiteProfile, get_site, list_sites, scanner_blur_and_noise
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **{name: ".cardiac" for name in ("LVPhantom", "LVTruth", "beating_lv", "contraction", "truncated_ellipsoid_volume")},
+    **{name: ".head" for name in ("HeadPhantom", "HeadTruth", "Hemorrhage", "head_ct")},
+    "HEMORRHAGE_KINDS": ".head:KINDS",
+    **{name: ".shells" for name in ("EllipsoidTruth", "ShellTruth", "cylindrical_shell", "ellipsoidal_shell", "spherical_shell")},
+    **{name: ".sites" for name in ("SITES", "SiteProfile", "get_site", "list_sites", "scanner_blur_and_noise")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)  # the generators and their imports load on first use
+
 
 __all__ = [
     "EllipsoidTruth",

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import InputError
 
@@ -141,6 +140,8 @@ def scanner_blur_and_noise(hu: np.ndarray, spacing, fwhm_mm: tuple[float, float]
     kernel correlates CT noise within a slice), rescaled to ``noise_hu`` standard deviation.  Returns float32 HU clipped to
     [-1024, 3071].
     """
+    from scipy import ndimage  # here, not at the top: the CLI reads the site names from this module
+
     sx, sy, sz = (float(s) for s in spacing)
     fw_xy, fw_z = fwhm_mm
     sigma_vox = np.array([fw_z / sz, fw_xy / sy, fw_xy / sx]) / 2.3548
