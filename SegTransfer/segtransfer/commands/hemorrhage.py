@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patience", type=int, default=10)
     t.add_argument("--min-delta", type=float, default=1e-4)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--loss", choices=("dice", "dice_ce"), default="dice",
-                   help="training loss: dice (continuous batch Dice, the default) or dice_ce (plus binary cross-entropy, "
-                   "which charges false positives the same at sites with large bleeds)")
+    t.add_argument("--positive-sampling", choices=("uniform", "balanced"), default="uniform",
+                   help="positive patch centres: uniform over hemorrhage voxels (default) or balanced (each lesion section "
+                   "about equally often, whatever its area)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     t.set_defaults(func=run_train)
 
@@ -89,6 +89,6 @@ def run_train(args: argparse.Namespace) -> int:
 
     package = train(load_cases(args.cases), args.out, site=args.site, patch_size=args.patch_size, positives=args.positives,
                     negatives=args.negatives, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                    patience=args.patience, min_delta=args.min_delta, seed=args.seed, loss=args.loss, resume=args.resume)
+                    patience=args.patience, min_delta=args.min_delta, seed=args.seed, positive_sampling=args.positive_sampling, resume=args.resume)
     print(f"Wrote model package {args.out} (sha256 {package.sha256})")
     return 0
