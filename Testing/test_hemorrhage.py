@@ -179,3 +179,40 @@ def test_batch_keeps_going_past_a_broken_scan(tmp_path):
     rows = {r["scan"]: r for r in csv.DictReader(open(tmp_path / "out" / "hemorrhage_summary.csv"))}
     assert rows["good"]["status"] == "ok" and rows["good"]["detected"] == "True"
     assert rows["broken"]["status"].startswith("error") and "broken.nii.gz" in rows["broken"]["status"]
+
+
+@pytest.mark.parametrize("radius", [[9, 9, 1], [4, 4, 2], [2, 2, 0], [8, 9, 1]])
+def test_ball_morphology_gives_the_voxels_of_simpleitks_filters(radius):
+    """The per-slice distance-transform erosion and dilation used by the skull stripping equal
+    SimpleITK's BinaryErode / BinaryDilate with a ball, voxel for voxel, also with foreground on the
+    image border and slices that are all foreground or all background ([8, 9, 1]: not discs, the
+    filter itself is used)."""
+    from scipy import ndimage
+
+    from segtransfer.hemorrhage.preprocess import ball_morphology
+
+    rng = np.random.default_rng(sum(radius))
+    arr = ndimage.gaussian_filter(rng.random((12, 50, 60)), 2) > 0.5
+    arr[:, :3] = True
+    arr[2], arr[5] = True, False
+    mask = sitk.GetImageFromArray(arr.astype(np.uint8))
+    mask.SetSpacing((0.45, 0.45, 4.0))
+    for erode, ref in ((True, sitk.BinaryErode), (False, sitk.BinaryDilate)):
+        expected = sitk.GetArrayFromImage(ref(mask, radius, sitk.sitkBall))
+        got = sitk.GetArrayFromImage(ball_morphology(mask, radius, erode))
+        assert 0 < expected.sum() < expected.size
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_per_slice_hole_filling_equals_scipy_slice_by_slice():
+    from scipy import ndimage
+
+    from segtransfer.hemorrhage.preprocess import fill_holes_per_slice
+
+    rng = np.random.default_rng(3)
+    arr = ndimage.binary_opening(rng.random((8, 70, 80)) > 0.45)
+    arr[:, 20:50, 30:60] = True
+    arr[:, 30:40, 40:50] = rng.random((8, 10, 10)) > 0.5  # pockets enclosed in-plane
+    expected = np.stack([ndimage.binary_fill_holes(s) for s in arr])
+    assert (expected & ~arr).sum() > 100
+    np.testing.assert_array_equal(fill_holes_per_slice(arr), expected)

@@ -67,12 +67,12 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
     lo, size = box
     tissue = sitk.RegionOfInterest(tissue_full, size, lo)
-    core = sitk.BinaryErode(tissue, _radius_voxels(image, erode_mm), sitk.sitkBall)
+    core = ball_morphology(tissue, _radius_voxels(image, erode_mm), erode=True)
     components = sitk.RelabelComponent(sitk.ConnectedComponent(core), sortByObjectSize=True)
     largest = components == 1
     if not np.any(sitk.GetArrayViewFromImage(largest)):
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
-    grown = sitk.And(sitk.BinaryDilate(largest, _radius_voxels(image, erode_mm + 1.0), sitk.sitkBall), tissue)
+    grown = sitk.And(ball_morphology(largest, _radius_voxels(image, erode_mm + 1.0), erode=False), tissue)
     grown = sitk.RelabelComponent(sitk.ConnectedComponent(grown), sortByObjectSize=True) == 1
     filled = fill_holes_per_slice(sitk.GetArrayFromImage(sitk.BinaryFillhole(grown)).astype(bool))  # 3D, then per slice
     arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=bool)
@@ -84,6 +84,67 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     out = sitk.GetImageFromArray(arr.astype(np.uint8))
     out.CopyInformation(image)
     return out
+
+
+def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Image:
+    """``sitk.BinaryErode`` (``erode``) or ``sitk.BinaryDilate`` of the 0/1 ``mask`` with SimpleITK's ball
+    of ``radius`` voxels (x, y, z), the same voxels as the filter gives, computed from per-slice
+    distance transforms.
+
+    Each slice ``dz`` of SimpleITK's ball (taken from the filter itself, on a tiny image) is a disc
+    ``dy^2 + dx^2 <= T(dz)``.  A voxel survives the erosion when, in every slice ``z + dz`` inside the
+    image, the nearest background voxel of the slice is farther than ``sqrt(T(dz))`` (outside the image
+    counts as foreground, as in the filter); the dilation marks a voxel when some slice ``z + dz`` has a
+    foreground voxel within ``sqrt(T(dz))``.  Written here because ITK's filter visits every boundary
+    voxel with the whole kernel, which on a noisy head-CT tissue mask at 0.45 mm (a kernel 19 voxels
+    wide) is several times slower; scipy computes the distance transforms.  Falls back to the filter
+    when the ball's slices are not discs (a different radius along x and y).
+    """
+    thresholds = _ball_discs(radius)
+    if thresholds is None:
+        op = sitk.BinaryErode if erode else sitk.BinaryDilate
+        return op(mask, radius, sitk.sitkBall)
+    arr = sitk.GetArrayViewFromImage(mask) > 0
+    target = arr if erode else ~arr  # erosion: distance to background; dilation: distance to foreground
+    d2 = np.full(arr.shape, np.inf)
+    for k in range(arr.shape[0]):
+        if not target[k].all():
+            d2[k] = ndimage.distance_transform_edt(target[k]) ** 2
+    out = np.ones(arr.shape, dtype=bool) if erode else np.zeros(arr.shape, dtype=bool)
+    for dz, t in thresholds.items():
+        # slice z takes the condition of slice z + dz; beyond the image the erosion's holds, the dilation's fails
+        lo, hi = max(0, -dz), min(arr.shape[0], arr.shape[0] - dz)
+        if erode:
+            out[lo:hi] &= d2[lo + dz:hi + dz] > t + 0.5
+        else:
+            out[lo:hi] |= d2[lo + dz:hi + dz] < t + 0.5
+    if erode:
+        out &= arr
+    result = sitk.GetImageFromArray(out.astype(np.uint8))
+    result.CopyInformation(mask)
+    return result
+
+
+def _ball_discs(radius: list[int]) -> dict[int, int] | None:
+    """SimpleITK's ball of ``radius`` (x, y, z) as ``{dz: T}``, slice ``dz`` being the disc
+    ``dy^2 + dx^2 <= T``; None when a slice is not such a disc."""
+    rx, ry, rz = (int(r) for r in radius)
+    size = (2 * rx + 3, 2 * ry + 3, 2 * rz + 3)
+    probe = np.ones(size[::-1], dtype=np.uint8)
+    probe[rz + 1, ry + 1, rx + 1] = 0
+    kernel = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(probe), [rx, ry, rz], sitk.sitkBall)) == 0
+    yy, xx = np.mgrid[-ry - 1:ry + 2, -rx - 1:rx + 2]
+    r2 = yy**2 + xx**2
+    discs = {}
+    for z in range(kernel.shape[0]):
+        plane = kernel[z]
+        if not plane.any():
+            continue
+        t = int(r2[plane].max())
+        if not np.array_equal(plane, r2 <= t):
+            return None
+        discs[z - rz - 1] = t
+    return discs
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
