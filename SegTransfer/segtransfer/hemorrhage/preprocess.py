@@ -9,6 +9,7 @@ Reorientation only permutes and flips axes (no resampling), so it is undone exac
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,9 +108,13 @@ def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Im
     arr = sitk.GetArrayViewFromImage(mask) > 0
     target = arr if erode else ~arr  # erosion: distance to background; dilation: distance to foreground
     d2 = np.full(arr.shape, np.inf)
-    for k in range(arr.shape[0]):
-        if not target[k].all():
+
+    def squared_distances(k: int) -> None:
+        if not target[k].all():  # a slice without any target voxel keeps inf
             d2[k] = ndimage.distance_transform_edt(target[k]) ** 2
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:  # the transform releases the GIL
+        list(threads.map(squared_distances, range(arr.shape[0])))
     out = np.ones(arr.shape, dtype=bool) if erode else np.zeros(arr.shape, dtype=bool)
     for dz, t in thresholds.items():
         # slice z takes the condition of slice z + dz; beyond the image the erosion's holds, the dilation's fails
