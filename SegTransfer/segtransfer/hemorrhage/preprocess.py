@@ -159,9 +159,12 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     structuring element that connects only within slices, instead of one fill per slice."""
     within_slice = np.zeros((3, 3, 3), dtype=bool)
     within_slice[1] = ndimage.generate_binary_structure(2, 1)
-    labels, _ = ndimage.label(~mask, structure=within_slice)
-    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
-    return mask | ~np.isin(labels, border)
+    labels, count = ndimage.label(~mask, structure=within_slice)
+    outside = np.zeros(count + 1, dtype=bool)  # per background component: does it touch its slice's border?
+    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        outside[edge] = True
+    outside[0] = True  # label 0 is the mask itself
+    return mask | ~outside[labels]
 
 
 def _padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
