@@ -54,7 +54,7 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
         run(["hemorrhage", "train", str(sites / site / "train"), "--out", str(out / f"single_{site}"), "--site", site,
              "--max-epochs", str(epochs), "--patience", str(patience), "--min-delta", str(min_delta), "--patch-size", str(options["patch_size"]), "--positives", str(options["positives"]),
              "--negatives", str(options["negatives"]), "--lr", str(options["lr"]), "--batch-size", str(options["batch_size"]),
-             "--seed", str(seed)])
+             "--positive-sampling", options["positive_sampling"], "--seed", str(seed)])
     site_args = [a for s in training for a in ("--site", f"{s}={sites / s}")]
     for workflow, local_epochs in (("cyclic", 1), ("fedavg", fedavg_local_epochs)):
         run(["multisite", "simulate", "--workflow", workflow, *site_args, "--rounds", str(epochs), "--local-epochs", str(local_epochs),
@@ -82,7 +82,7 @@ def experiment(out: Path, train: int, test: int, epochs: int, spacing: list[floa
     check = {"held_out_mean_dice": means, "single_site_mean": sum(single) / len(single), "multi_site": multi,
              "own_site_dice": own, "own_site_best_single": own_best, "own_site_best_of_all": own_best_overall,
              "multi_site_at_least_single_site_mean": held, "holds": held and all(own_best.values()),
-             "training_length": training_length, "minutes": (time.time() - started) / 60}
+             "training_length": training_length, "options": options, "minutes": (time.time() - started) / 60}
     (out / "check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
     return check
 
@@ -101,12 +101,15 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=60, help="positive and negative patches per scan")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--positive-sampling", choices=("uniform", "balanced"), default="uniform",
+                        help="positive patch centres of every model trained (default uniform; see docs/hemorrhage.md)")
     parser.add_argument("--fedavg-local-epochs", type=int, default=2, help="local epochs per FedAvg round (default 2; cyclic: always 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sites", type=Path, help="reuse phantom site folders written earlier with the same settings")
     args = parser.parse_args()
     options = {"patch_size": args.patch_size, "positives": args.patches, "negatives": args.patches, "lr": args.lr,
-               "batch_size": args.batch_size, "seed": args.seed}
+               "batch_size": args.batch_size,
+               "positive_sampling": args.positive_sampling, "seed": args.seed}
     check = experiment(args.out, args.train, args.test, args.max_epochs, args.spacing, options, args.seed, args.in_plane, args.sites,
                        args.fedavg_local_epochs, args.patience, args.min_delta)
     print((args.out / "evaluation" / "table.md").read_text(encoding="utf-8"))

@@ -22,7 +22,8 @@ from .weights import network_from_weights, to_numpy
 
 #: Training options a job may set; the defaults are those of ``segtransfer hemorrhage train``.
 DEFAULTS = {"patch_size": 128, "positives": 1000, "negatives": 1000, "validation_fraction": 0.2, "lr": 1e-4,
-            "batch_size": 32, "seed": 0}
+            "batch_size": 32, "seed": 0,
+            "positive_sampling": "uniform"}
 
 
 class HemorrhageSiteTask(SiteTask):
@@ -46,7 +47,8 @@ class HemorrhageSiteTask(SiteTask):
         if self._data is None:
             o = self.options
             self._data = single_site.prepare_site(self.cases, patch_size=o["patch_size"], positives=o["positives"], negatives=o["negatives"],
-                                                  validation_fraction=o["validation_fraction"], seed=o["seed"], progress=self.progress)
+                                                  validation_fraction=o["validation_fraction"], seed=o["seed"],
+                                                  positive_sampling=o["positive_sampling"], progress=self.progress)
         return self._data
 
     def train(self, weights, epochs: int, first_epoch: int) -> LocalResult:
@@ -67,4 +69,9 @@ class HemorrhageSiteTask(SiteTask):
                 "patch_size": self.options["patch_size"]}
 
 
-KIND = TaskKind("hemorrhage", hemorrhage_description, HemorrhageSiteTask, DEFAULTS)
+def check_options(options: dict) -> None:
+    """Refuse an unknown ``positive_sampling`` name (InputError) before the job starts."""
+    single_site.check_positive_sampling(options["positive_sampling"])
+
+
+KIND = TaskKind("hemorrhage", hemorrhage_description, HemorrhageSiteTask, DEFAULTS, check_options)

@@ -66,12 +66,14 @@ class SiteTask(ABC):
 class TaskKind:
     """A registered task kind: ``description()`` gives the network's package description (the server
     builds the initial model from it); ``open_site(folder, options, progress)`` opens a site's task;
-    ``defaults`` are the training options a site may override (unknown options are refused)."""
+    ``defaults`` are the training options a site may override (unknown options are refused); ``check(options)``,
+    where given, refuses option values the task cannot use (raises InputError) before any site starts."""
 
     name: str
     description: Callable[[], dict]
     open_site: Callable[[Path, dict, ProgressCallback | None], SiteTask]
     defaults: dict
+    check: Callable[[dict], None] | None = None
 
 
 #: Registered kinds: name -> TaskKind, or "module:attribute" resolved on first use (keeps imports lazy).
@@ -101,7 +103,8 @@ def get_task_kind(name: str) -> TaskKind:
 
 
 def check_options(kind: TaskKind, options: dict | None) -> dict:
-    """``kind.defaults`` updated with ``options``; refuses unknown option names and non-numeric values."""
+    """``kind.defaults`` updated with ``options``; refuses unknown option names, values of another type than the
+    default's and values the kind's ``check`` refuses."""
     options = dict(options or {})
     unknown = sorted(set(options) - set(kind.defaults))
     if unknown:
@@ -113,6 +116,8 @@ def check_options(kind: TaskKind, options: dict | None) -> dict:
             out[key] = type(default)(value)
         except (TypeError, ValueError):
             raise InputError(f"{kind.name} options", f"{key} must be a {type(default).__name__}, got {value!r}") from None
+    if kind.check is not None:
+        kind.check(out)
     return out
 
 
