@@ -14,17 +14,18 @@ from ..io import LabelImage, as_label_pixels
 from ..labels import BLOOD_POOL, MYOCARDIUM
 from .boundaries import Boundaries, classify
 from .eulerian import eulerian_thickness
-from .laplace import LaplaceField, solve_laplace, solve_laplace_jacobi
+from .laplace import LaplaceField, nearest_defined, solve_laplace, solve_laplace_jacobi
 from .streamlines import trace
 from .subvoxel import level_offsets, smoothed_mask
-from .surface import Surface, epicardial_surface, to_lps
+from .surface import Surface, boundary_mesh, epicardial_part, to_lps
 
 METHODS = ("streamline", "eulerian")
 #: Laplace solvers: conjugate gradients (the default) and the source study's plain Jacobi sweeps
 #: (the benchmark baseline, scripts/benchmark_laplace.py).
 SOLVERS = {"cg": solve_laplace, "jacobi": solve_laplace_jacobi}
-#: Threads for one label map: the surface and the smoothed masks are built while the solver runs,
-#: and the streamlines are traced in that many chunks (most of that work runs outside the GIL).
+#: Threads for one label map: the surface mesh, the smoothed masks and the nearest-value map are
+#: built while the boundaries are classified and the solver runs, and the streamlines are traced
+#: in that many chunks (most of that work runs outside the GIL).
 WORKERS = min(4, os.cpu_count() or 1)
 
 
@@ -75,16 +76,20 @@ def compute_thickness(labels: LabelImage | sitk.Image, method: str = "streamline
     image = as_label_pixels(image, where)
     arr, offset_zyx = crop_to_labels(sitk.GetArrayFromImage(image), (pool, wall))
     spacing_zyx = tuple(image.GetSpacing()[::-1])
-    b: Boundaries = classify(arr, spacing_zyx, pool, wall, max_depth_mm, where)
-    if not b.epi.any():
-        raise InputError(where, "the myocardium has no epicardial face (does it enclose the blood pool?)")
+    padded = np.pad(arr, 1)  # the grid of Boundaries
+    wall_mask, pool_mask = padded == wall, padded == pool
     with ThreadPoolExecutor(max(1, workers)) as threads:
-        # independent of the Laplace solution: built on the other thread(s) while the solver runs
-        surface_job = threads.submit(epicardial_surface, b)
+        # these need only the label masks: built on the other thread(s) while the boundaries are
+        # classified and the solver runs
+        nearest_job = threads.submit(nearest_defined, wall_mask, spacing_zyx)
+        mesh_job = threads.submit(boundary_mesh, wall_mask | pool_mask)
         if method == "streamline":
-            masks_job = threads.submit(lambda: (smoothed_mask(b.wall | b.pool, spacing_zyx), smoothed_mask(b.pool, spacing_zyx)))
-        field = SOLVERS[solver](b)
-        surface: Surface = surface_job.result()
+            masks_job = threads.submit(lambda: (smoothed_mask(wall_mask | pool_mask, spacing_zyx), smoothed_mask(pool_mask, spacing_zyx)))
+        b: Boundaries = classify(arr, spacing_zyx, pool, wall, max_depth_mm, where)
+        if not b.epi.any():
+            raise InputError(where, "the myocardium has no epicardial face (does it enclose the blood pool?)")
+        field = SOLVERS[solver](b, nearest=nearest_job)
+        surface: Surface = epicardial_part(mesh_job.result(), b)
         if len(surface.vertices_zyx) == 0:
             raise InputError(where, "no epicardial surface could be extracted")
         paths = None

@@ -12,7 +12,7 @@ whole grid), kept only as the benchmark baseline.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,14 +78,15 @@ def assemble(b: Boundaries) -> LaplaceSystem:
     return LaplaceSystem(matrix, rhs, index)
 
 
-def nearest_defined(b: Boundaries) -> np.ndarray | None:
-    """For every voxel of ``b``'s grid, the ``[z, y, x]`` index (3, z, y, x) of the nearest (in mm)
-    voxel that :func:`_field` defines, the wall and the ghost layer around it (None when that is
-    every voxel).  It depends on the geometry only, so it can be computed while the solver runs."""
-    defined = b.wall | adjacent_to(b.wall)
+def nearest_defined(wall: np.ndarray, spacing_zyx) -> np.ndarray | None:
+    """For every voxel of the padded ``[z, y, x]`` grid of the boolean ``wall`` (``spacing_zyx`` in mm),
+    the ``[z, y, x]`` index (3, z, y, x) of the nearest (in mm) voxel that :func:`_field` defines, the
+    wall and the ghost layer around it (None when that is every voxel).  It depends on the wall
+    only, so it can be computed before or while the solver runs."""
+    defined = wall | adjacent_to(wall)
     if defined.all():
         return None
-    return ndimage.distance_transform_edt(~defined, sampling=b.spacing_zyx, return_distances=False, return_indices=True)
+    return ndimage.distance_transform_edt(~defined, sampling=spacing_zyx, return_distances=False, return_indices=True)
 
 
 def _field(b: Boundaries, index: np.ndarray, values: np.ndarray, nearest: np.ndarray | None) -> np.ndarray:
@@ -125,12 +126,15 @@ def _safe_diagonal(system: LaplaceSystem) -> np.ndarray:
     return d
 
 
-def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
+def solve_laplace(b: Boundaries, rtol: float = 1e-8, nearest: Future | None = None) -> LaplaceField:
     """Solve with conjugate gradients preconditioned by the diagonal (the operator is SPD).  The wall
-    is thin (a few voxels across), so CG needs on the order of tens of iterations."""
+    is thin (a few voxels across), so CG needs on the order of tens of iterations.  ``nearest``: a
+    future of :func:`nearest_defined` for ``b.wall`` already started elsewhere; by default it is
+    computed on another thread while CG runs."""
     t0 = time.perf_counter()
     helper = ThreadPoolExecutor(1)
-    nearest = helper.submit(nearest_defined, b)  # on another core while CG runs
+    if nearest is None:
+        nearest = helper.submit(nearest_defined, b.wall, b.spacing_zyx)
     system = assemble(b)
     inv_diag = 1.0 / _safe_diagonal(system)
     precondition = linalg.LinearOperator(system.matrix.shape, matvec=lambda x: inv_diag * x)
@@ -154,13 +158,13 @@ def solve_laplace(b: Boundaries, rtol: float = 1e-8) -> LaplaceField:
     return LaplaceField(_field(b, system.index, u, nearest), iterations, residual, time.perf_counter() - t0)
 
 
-def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int = 200000) -> LaplaceField:
+def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int = 200000, nearest: Future | None = None) -> LaplaceField:
     """Plain Jacobi iteration, the source study's solver: the benchmark baseline, not used by default.
 
     Every sweep updates the whole ``[z, y, x]`` grid of ``b`` with the same finite-volume stencil as
     :func:`assemble` (array slices for the six neighbours, the wall voxels take the new value, the
     rest stays 0), from u = 0, until the relative residual ``|A u - b| / |b|`` (checked every 50
-    sweeps) falls below ``rtol``.
+    sweeps) falls below ``rtol``.  ``nearest`` as for :func:`solve_laplace`.
     """
     t0 = time.perf_counter()
     wall = b.wall
@@ -190,4 +194,5 @@ def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int 
         u = np.where(wall, acc / diag, 0.0)
         iterations += 1
     index = np.flatnonzero(wall)
-    return LaplaceField(_field(b, index, u.ravel()[index], nearest_defined(b)), iterations, residual, time.perf_counter() - t0)
+    nearest = nearest.result() if nearest is not None else nearest_defined(wall, b.spacing_zyx)
+    return LaplaceField(_field(b, index, u.ravel()[index], nearest), iterations, residual, time.perf_counter() - t0)

@@ -26,8 +26,22 @@ class Surface:
 
 def epicardial_surface(b: Boundaries) -> Surface:
     """The epicardial part of the boundary of pool + wall (see module docstring)."""
-    inside = (b.wall | b.pool).astype(np.float32)
-    verts, faces, _normals, _values = measure.marching_cubes(inside, level=0.5, allow_degenerate=False)
+    return epicardial_part(boundary_mesh(b.wall | b.pool), b)
+
+
+def boundary_mesh(inside: np.ndarray) -> Surface:
+    """Marching cubes at 0.5 on the boolean ``inside`` (pool + wall, ``[z, y, x]`` padded grid): the
+    whole boundary, vertices on the voxel faces.  Needs no boundary classification, so it can run
+    while the classification does."""
+    verts, faces, _normals, _values = measure.marching_cubes(inside.astype(np.float32), level=0.5, allow_degenerate=False)
+    return Surface(verts, faces)
+
+
+def epicardial_part(mesh: Surface, b: Boundaries) -> Surface:
+    """The triangles of ``mesh`` (from :func:`boundary_mesh` of ``b.wall | b.pool``) whose three
+    vertices are epicardial, renumbered."""
+    verts, faces = mesh.vertices_zyx, mesh.faces
+    inside = b.wall | b.pool
     frac = np.abs(verts - np.round(verts))
     axis = np.argmax(frac, axis=1)  # the axis of the edge the vertex lies on
     rows = np.arange(len(verts))
@@ -35,7 +49,7 @@ def epicardial_surface(b: Boundaries) -> Surface:
     lo[rows, axis] = np.floor(verts[rows, axis]).astype(int)
     hi = lo.copy()
     hi[rows, axis] += 1
-    lo_in = inside[tuple(lo.T)] > 0
+    lo_in = inside[tuple(lo.T)]
     inner = np.where(lo_in[:, None], lo, hi)
     outer = np.where(lo_in[:, None], hi, lo)
     epicardial = b.wall[tuple(inner.T)] & b.epi[tuple(outer.T)]
