@@ -134,6 +134,8 @@ def test_cli_segment_outputs_and_refusal(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 1, (8, 32, 32)).astype(np.float32)), str(mr))
     assert main(["hemorrhage", "segment", str(mr), "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+    assert main(["hemorrhage", "segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "bad"), "--threads", "0"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_training_decreases_loss_writes_a_package_and_resumes_exactly(tmp_path):

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", "-o", type=Path, required=True, help="output folder (written atomically)")
     g.add_argument("--model", type=Path, help="model package (default: the shipped phantom-trained demonstration model)")
     g.add_argument("--sha256", help="expected package ID of --model (as published by the sending site)")
+    g.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a machine shared with other jobs)")
     g.set_defaults(func=run_segment)
     t = s.add_parser("train", help="train a hemorrhage model on one site's CTs with masks",
                      description="Single-site training on 2D patches (positives centred on hemorrhage, negatives in the brain), "
@@ -47,12 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_segment(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from ..errors import InputError
     from ..hemorrhage import default_model_path, preprocess
     from ..hemorrhage.report import check_output_folder
+    from .cardiac import set_threads
     from ..io import read_image
     from ..progress import print_progress
 
-    check_output_folder(args.out)  # before the work, so a wrong --out costs nothing
+    check_output_folder(args.out)  # before the work, so a wrong --out or --threads costs nothing
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {args.threads}")
     model_path = args.model or default_model_path()
     with ThreadPoolExecutor(1) as loader:
         # torch, MONAI and the network load on another thread while this one reads and skull-strips the
@@ -66,6 +71,7 @@ def run_segment(args: argparse.Namespace) -> int:
             image = read_image(args.ct)
         pre = preprocess(image, str(args.ct))
         network, package = loading.result()
+    set_threads(args.threads)  # here, on the thread that runs the network
     from ..hemorrhage import segment
     from ..hemorrhage.report import write_outputs
 
