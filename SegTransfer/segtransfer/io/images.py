@@ -191,6 +191,11 @@ def read_labels(path: PathLike, known: tuple[Segment, ...] = CARDIAC_SEGMENTS) -
     return LabelImage(image, default_segments(list(values), known))
 
 
+#: gzip level of ``.seg.nrrd`` files: zlib's default.  slicerio's 9 takes 2.5 times as long on a
+#: 512 x 512 x 40 mask for files about a quarter smaller (tens of kilobytes).
+SEG_NRRD_COMPRESSION = 6
+
+
 def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list[Segment] | None = None) -> Path:
     """Write a label map atomically.  ``.seg.nrrd`` stores one Slicer segment per value with its name and
     colour (values absent from ``segments`` get default ones); other extensions write the plain
@@ -207,7 +212,7 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
     import slicerio
 
     arr = sitk.GetArrayFromImage(image)
-    present = [int(v) for v in np.unique(arr) if v != 0]
+    present = [int(v) for v in np.flatnonzero(np.bincount(arr.ravel())) if v != 0]  # UInt8/UInt16 here
     by_value = {s.value: s for s in (segments or [])}
     defaults = {s.value: s for s in default_segments(present)}
     values = sorted(set(present) | set(by_value))
@@ -224,7 +229,7 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
     ijk_to_lps[:3, 3] = image.GetOrigin()
     seg = {"voxels": np.ascontiguousarray(arr.transpose(2, 1, 0)), "ijkToLPS": ijk_to_lps, "segments": seg_fields}
     with atomic_path(p) as tmp:
-        slicerio.write_segmentation(str(tmp), seg)
+        slicerio.write_segmentation(str(tmp), seg, compression_level=SEG_NRRD_COMPRESSION)
     return p
 
 
