@@ -12,7 +12,7 @@ whole grid), kept only as the benchmark baseline.
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +89,11 @@ def nearest_defined(wall: np.ndarray, spacing_zyx) -> np.ndarray | None:
     return ndimage.distance_transform_edt(~defined, sampling=spacing_zyx, return_distances=False, return_indices=True)
 
 
+def _nearest(b: Boundaries, nearest: Future | None) -> np.ndarray | None:
+    """The result of the :func:`nearest_defined` future ``nearest``, or computed now when there is none."""
+    return nearest.result() if nearest is not None else nearest_defined(b.wall, b.spacing_zyx)
+
+
 def _field(b: Boundaries, index: np.ndarray, values: np.ndarray, nearest: np.ndarray | None) -> np.ndarray:
     """The padded grid with ``values`` on the wall voxels ``index`` (flat) and ghost values around
     them (see :class:`LaplaceField`): each voxel next to the wall holds the mean over its wall
@@ -129,12 +134,9 @@ def _safe_diagonal(system: LaplaceSystem) -> np.ndarray:
 def solve_laplace(b: Boundaries, rtol: float = 1e-8, nearest: Future | None = None) -> LaplaceField:
     """Solve with conjugate gradients preconditioned by the diagonal (the operator is SPD).  The wall
     is thin (a few voxels across), so CG needs on the order of tens of iterations.  ``nearest``: a
-    future of :func:`nearest_defined` for ``b.wall`` already started elsewhere; by default it is
-    computed on another thread while CG runs."""
+    future of :func:`nearest_defined` for ``b.wall`` started elsewhere, so that it runs while CG
+    does (:func:`~.compute.compute_thickness` does this); without it, it is computed after the solve."""
     t0 = time.perf_counter()
-    helper = ThreadPoolExecutor(1)
-    if nearest is None:
-        nearest = helper.submit(nearest_defined, b.wall, b.spacing_zyx)
     system = assemble(b)
     inv_diag = 1.0 / _safe_diagonal(system)
     precondition = linalg.LinearOperator(system.matrix.shape, matvec=lambda x: inv_diag * x)
@@ -146,16 +148,12 @@ def solve_laplace(b: Boundaries, rtol: float = 1e-8, nearest: Future | None = No
 
     # One BLAS thread: CG's vector operations (about 10^5 entries) are too small for threads to pay
     # off, and threaded BLAS spinning against other work made the solve ten times slower.
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
-        nearest = nearest.result()
-    finally:
-        helper.shutdown()
+    with threadpool_limits(limits=1, user_api="blas"):
+        u, info = linalg.cg(system.matrix, system.rhs, rtol=rtol, atol=0.0, M=precondition, callback=count, maxiter=20000)
     if info != 0:
         raise RuntimeError(f"Laplace solver did not converge in {iterations} iterations")
     residual = float(np.linalg.norm(system.matrix @ u - system.rhs) / np.linalg.norm(system.rhs))
-    return LaplaceField(_field(b, system.index, u, nearest), iterations, residual, time.perf_counter() - t0)
+    return LaplaceField(_field(b, system.index, u, _nearest(b, nearest)), iterations, residual, time.perf_counter() - t0)
 
 
 def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int = 200000, nearest: Future | None = None) -> LaplaceField:
@@ -194,5 +192,4 @@ def solve_laplace_jacobi(b: Boundaries, rtol: float = 1e-8, max_iterations: int 
         u = np.where(wall, acc / diag, 0.0)
         iterations += 1
     index = np.flatnonzero(wall)
-    nearest = nearest.result() if nearest is not None else nearest_defined(wall, b.spacing_zyx)
-    return LaplaceField(_field(b, index, u.ravel()[index], nearest), iterations, residual, time.perf_counter() - t0)
+    return LaplaceField(_field(b, index, u.ravel()[index], _nearest(b, nearest)), iterations, residual, time.perf_counter() - t0)
