@@ -145,3 +145,31 @@ def test_unknown_flip_option_in_a_package_is_refused():
     assert flip_average_of({"extra": {"test_time_flip": "left-right"}}) and not flip_average_of({"extra": {}})
     with pytest.raises(InputError, match="test_time_flip"):
         flip_average_of({"extra": {"test_time_flip": "up-down"}})
+
+
+def test_channels_last_inference_gives_the_plain_networks_mask_and_leaves_it_unchanged():
+    """The shipped network run through predict_slices (channels-last copy) marks exactly the pixels that its
+    plain forward pass through MONAI's sliding window marks, on a phantom's slices; the caller's network keeps
+    contiguous weights (it can still be saved with safetensors) and its values."""
+    import torch
+    from monai.inferers import SlidingWindowInferer
+
+    from segtransfer.hemorrhage import default_model_path, preprocess
+    from segtransfer.hemorrhage.infer import predict_slices
+    from segtransfer.hemorrhage.preprocess import model_input
+    from segtransfer.models import load_network
+
+    network, package = load_network(default_model_path())
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    h = head_ct(seed=3, site="site_a", spacing=(0.9, 0.9, 5.0))
+    pre = preprocess(h.image)
+    brain = sitk.GetArrayFromImage(pre.brain) > 0
+    x = model_input(sitk.GetArrayFromImage(pre.image), brain, package.description["input"]["intensity"])
+    x = x[brain.any(axis=(1, 2))][::3]
+    fast = predict_slices(network, x)
+    with torch.inference_mode():
+        logits = SlidingWindowInferer((256, 256), sw_batch_size=4, overlap=0.0)(torch.from_numpy(x[:, None]), network.eval())
+    plain = torch.sigmoid(logits)[:, 0].numpy() > 0.5
+    assert plain.sum() > 100  # the phantom's bleeds are marked
+    np.testing.assert_array_equal(fast, plain)
+    assert all(v.is_contiguous() and torch.equal(v, before[k]) for k, v in network.state_dict().items())
