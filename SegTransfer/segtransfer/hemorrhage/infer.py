@@ -142,12 +142,11 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     pre = pre if pre is not None else preprocess(image, where)
     arr = sitk.GetArrayFromImage(pre.image)
     brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
-    x = model_input(arr, brain, description["input"]["intensity"])
     slices = np.flatnonzero(brain.any(axis=(1, 2)))
+    x = model_input(arr[slices], brain[slices], description["input"]["intensity"])
     pred = np.zeros(arr.shape, dtype=bool)
     roi = description["input"].get("patch_size") or [256, 256]
-    pred[slices] = predict_slices(network, x[slices], description["output"]["threshold"], roi, progress=progress,
-                                   flip_average=flip)
+    pred[slices] = predict_slices(network, x, description["output"]["threshold"], roi, progress=progress, flip_average=flip)
     pred &= brain
     mask = sitk.GetImageFromArray(pred.astype(np.uint8))
     mask.CopyInformation(pre.image)

@@ -57,10 +57,10 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     Soft tissue (-15..300 HU: brain, CSF and blood, also where partial volume with the skull
     brightens it; bone is above 300 HU) is eroded by ``erode_mm`` to cut its thin connections to scalp,
     orbits and neck through foramina; the largest connected piece is grown back inside the tissue by
-    the same amount (opening by reconstruction) and its holes are filled.  All in 3D with SimpleITK,
-    so open skull rings in single slices do not matter.  The work runs on the box around the soft
-    tissue, with a margin wider than the structuring elements, so the mask is the same as on the
-    whole grid (the air around the head costs nothing).  Raises ``InputError`` when no brain is found.
+    the same amount (opening by reconstruction), in 3D, so open skull rings in single slices do not
+    matter; then the holes of every axial slice are filled (which fills the 3D holes too).  The work
+    runs on the box around the soft tissue, with a margin wider than the structuring elements, so the
+    mask is the same as on the whole grid (the air around the head costs nothing).  Raises ``InputError`` when no brain is found.
     """
     tissue_full = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
     box = _padded_box(tissue_full, _radius_voxels(image, erode_mm + 1.0))
@@ -75,7 +75,9 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
     grown = sitk.And(ball_morphology(largest, _radius_voxels(image, erode_mm + 1.0), erode=False), tissue)
     grown = sitk.RelabelComponent(sitk.ConnectedComponent(grown), sortByObjectSize=True) == 1
-    filled = fill_holes_per_slice(sitk.GetArrayFromImage(sitk.BinaryFillhole(grown)).astype(bool))  # 3D, then per slice
+    # per-slice hole filling also fills every 3D hole: a 3D hole's section in a slice is background that no
+    # in-slice path joins to the slice's border, since such a path would be a 3D path to the border too
+    filled = fill_holes_per_slice(sitk.GetArrayViewFromImage(grown) > 0)
     arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=bool)
     arr[lo[2]:lo[2] + size[2], lo[1]:lo[1] + size[1], lo[0]:lo[0] + size[0]] = filled
     arr &= sitk.GetArrayViewFromImage(image) <= BONE_HU  # calcifications filled in above are not brain
