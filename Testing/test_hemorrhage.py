@@ -42,10 +42,9 @@ def test_quality_on_a_site_never_used_in_training(model):
     """site_c was held out of the shipped model's training (site_a, site_b and randomised variants of them;
     site_c's profile and scans never) and of every choice of recipe and inference rule (made on held-out
     variants of site_a/site_b, scripts/evaluate_hemorrhage_model.py).  The issue's targets: mean Dice >= 0.80
-    (reached: 0.87) and Pearson correlation of predicted vs true volume over the positive scans >= 0.95 (not
-    reached: 0.93, the thin subdural's volume is underestimated by half; the bound is the level reached).
-    Every positive scan is detected; the negative scan is not (measured: 0 mL marked, the bound is the
-    detection minimum).
+    (measured: 0.93) and Pearson correlation of predicted vs true volume over the positive scans >= 0.95
+    (measured: 0.98).  Every positive scan is detected; the negative scan is not (measured: 0 mL marked, the
+    bound is the detection minimum).
     """
     network, package = model
     dices, predicted, true = [], [], []
@@ -58,7 +57,7 @@ def test_quality_on_a_site_never_used_in_training(model):
         true.append(h.truth.total_volume_ml)
         assert result.detected
     assert np.mean(dices) >= 0.80, dices
-    assert np.corrcoef(predicted, true)[0, 1] >= 0.92, (predicted, true)
+    assert np.corrcoef(predicted, true)[0, 1] >= 0.95, (predicted, true)
     negative = head_ct(seed=600, site="site_c", hemorrhage=False)
     result = segment(negative.image, network, package.description)
     assert result.volume_ml < MIN_DETECTION_ML and not result.detected, result.volume_ml

@@ -82,26 +82,32 @@ def training_cases(scans_per_site: int, seed: int):
     return cases, profiles
 
 
+def small_lesion_variants(scans_per_site: int, rng: np.random.Generator, first: int, first_seed: int, kinds, tag: str):
+    """(name, image, mask) and profiles of ``scans_per_site`` new randomised variants per base site with small
+    lesions (lesion-size scale 0.55-0.8): variant ``first + i`` of each site, drawn from ``rng``, phantom seed
+    ``first_seed + 100 * site + i``, hemorrhage kinds ``kinds(i)`` (see ``head_ct``), named ``<site>_<tag><first + i>``."""
+    from segtransfer.phantoms import head_ct
+    from segtransfer.progress import print_progress
+
+    cases, profiles = [], []
+    for s, base in enumerate(BASE_SITES):
+        for i in range(scans_per_site):
+            profile = replace(site_variant(base, first + i, rng), lesion_scale=float(rng.uniform(0.55, 0.8)))
+            print_progress(len(cases) / (len(BASE_SITES) * scans_per_site) * 0.05, f"generating phantom {profile.name}")
+            h = head_ct(seed=first_seed + 100 * s + i, site=profile, hemorrhage=kinds(i))
+            cases.append((f"{base}_{tag}{first + i}", h.image, h.mask))
+            profiles.append(h.truth.site)
+    return cases, profiles
+
+
 def finetune_cases(scans_per_site: int, seed: int):
     """(name, image, mask) of the second stage's extra phantoms, and their profiles: per base site,
     ``scans_per_site`` new randomised variants with small lesions (lesion-size scale 0.55-0.8); of each
     three, one carries a subdural hematoma only (the thin crescents along the inner skull that stage 1
     partly misses), one a random one to three kinds and one is negative (the inner-skull rim that stage 1
     marks).  Seeds and variants differ from stage 1's and from the held-out evaluation's."""
-    from segtransfer.phantoms import head_ct
-    from segtransfer.progress import print_progress
-
-    rng = np.random.default_rng([seed, 8])
-    cases, profiles = [], []
-    for s, base in enumerate(BASE_SITES):
-        for i in range(scans_per_site):
-            profile = replace(site_variant(base, 20 + i, rng), lesion_scale=float(rng.uniform(0.55, 0.8)))
-            kinds = ("subdural", "random", False)[i % 3]
-            print_progress(len(cases) / (len(BASE_SITES) * scans_per_site) * 0.05, f"generating phantom {profile.name}")
-            h = head_ct(seed=3000 + 100 * s + i, site=profile, hemorrhage=kinds)
-            cases.append((f"{base}_thin{20 + i}", h.image, h.mask))
-            profiles.append(h.truth.site)
-    return cases, profiles
+    return small_lesion_variants(scans_per_site, np.random.default_rng([seed, 8]), 20, 3000,
+                                 lambda i: ("subdural", "random", False)[i % 3], "thin")
 
 
 def subdural_cases(scans_per_site: int, seed: int):
@@ -111,19 +117,7 @@ def subdural_cases(scans_per_site: int, seed: int):
     underestimates.  Random stream ``[seed, 9, 1]`` and phantom seeds 5000 + 100 * site + i: they differ
     from the other stages' ([seed, 7], [seed, 8]; seeds below 4000) and from the held-out evaluation's
     ([0, 99], [0, 98]; seeds 7000 and 8000 on)."""
-    from segtransfer.phantoms import head_ct
-    from segtransfer.progress import print_progress
-
-    rng = np.random.default_rng([seed, 9, 1])
-    cases, profiles = [], []
-    for s, base in enumerate(BASE_SITES):
-        for i in range(scans_per_site):
-            profile = replace(site_variant(base, 40 + i, rng), lesion_scale=float(rng.uniform(0.55, 0.8)))
-            print_progress(len(cases) / (len(BASE_SITES) * scans_per_site) * 0.05, f"generating phantom {profile.name}")
-            h = head_ct(seed=5000 + 100 * s + i, site=profile, hemorrhage="subdural")
-            cases.append((f"{base}_sdh{40 + i}", h.image, h.mask))
-            profiles.append(h.truth.site)
-    return cases, profiles
+    return small_lesion_variants(scans_per_site, np.random.default_rng([seed, 9, 1]), 40, 5000, lambda i: "subdural", "sdh")
 
 
 def main() -> None:
