@@ -7,7 +7,9 @@ Numbers, best of --repeats:
 * bare model forward: the package's network as loaded (PyTorch's default memory layout) called on
   exactly the 256x256 windows the command feeds it (the windows of the slices it segments, and of
   their mirror images when the package asks for left-right flip averaging, as the shipped one does),
-  in the same batches, with nothing else; the windows are recorded during the first command run;
+  in the same batches, with nothing else; the windows are recorded during a first, uncounted command
+  run, and the bare forward is timed right after every run (the ratio of each run to its own baseline is
+  printed too, since the machine's speed drifts between runs);
 * forward inside the command: the time spent in the network's forward during the command, which runs
   a channels-last copy of the network (see ``segtransfer.hemorrhage.infer.channels_last_copy``);
 * whole command in-process: ``segtransfer hemorrhage segment`` from reading the file to the last
@@ -100,22 +102,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ct.nii.gz"
         sitk.WriteImage(image, str(path))
-        for r in range(args.repeats):
+        for r in range(-1, args.repeats):  # run -1 records the windows and warms up; it is not counted
             record["seconds"] = 0.0
             t0 = time.perf_counter()
-            code = cli_main(["hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"out{r}"), *model])
-            whole.append(time.perf_counter() - t0)
+            code = cli_main(["hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"out{r + 1}"), *model])
+            seconds = time.perf_counter() - t0
             if code != 0:
                 sys.exit(f"the segment command failed with exit code {code}")
-            inside.append(record["seconds"])
             record["capture"] = False
-        batches, network = record["windows"], loaded[0].eval()
-        with torch.inference_mode():
-            for r in range(args.repeats):
+            if r < 0:
+                continue
+            whole.append(seconds)
+            inside.append(record["seconds"])
+            with torch.inference_mode():  # right after each run, so that each run has its own baseline
                 t0 = time.perf_counter()
-                for batch in batches:
-                    network(batch)
+                for batch in record["windows"]:
+                    loaded[0].eval()(batch)
                 bare.append(time.perf_counter() - t0)
+        batches = record["windows"]
         for r in range(args.repeats):
             t0 = time.perf_counter()
             run = subprocess.run([sys.executable, "-m", "segtransfer", "hemorrhage", "segment", str(path), "--out", str(Path(tmp) / f"cold{r}"), *model],
@@ -130,7 +134,9 @@ def main() -> None:
     print(f"{'forward inside the command (channels-last copy)':48}{i:>22.2f}")
     print(f"{'whole command, in-process (read .. write)':48}{w:>22.2f}")
     print(f"{'whole command, cold (new Python process)':48}{c:>22.2f}")
-    print(f"ratio whole / bare forward: {w / f:.2f} (pipeline overhead {100 * (w - f) / f:.1f} % of the bare forward pass; target < 15 %)")
+    pairs = sorted(a / b for a, b in zip(whole, bare))
+    print(f"ratio whole / bare forward: {w / f:.2f} (pipeline overhead {100 * (w - f) / f:.1f} % of the bare forward pass; target < 15 %); "
+          f"run by run {', '.join(f'{q:.2f}' for q in pairs)}")
     print(f"ratio whole / forward inside the command: {w / i:.2f} (the command's own work besides the network: {w - i:.2f} s)")
     print(f"ratio cold / bare forward: {c / f:.2f} (adds interpreter start-up and the torch/MONAI imports)")
     print(f"cold command under 10 s: {'yes' if c < 10 else 'no'}")

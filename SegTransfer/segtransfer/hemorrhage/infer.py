@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..progress import ProgressCallback
 from .network import FLIP_AVERAGE
-from .preprocess import Preprocessed, model_input, preprocess, restore_orientation
+from .preprocess import Preprocessed, model_input, padded_box, preprocess, restore_orientation
 
 #: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it, thin
 #: false-positive crescents along the inner skull table would flag negative scans.  Chosen on held-out
@@ -99,27 +99,35 @@ def channels_last_copy(network: torch.nn.Module) -> torch.nn.Module:
 
 def lesions_of(mask: sitk.Image) -> list[Lesion]:
     """Connected lesions (26-connectivity) of a 0/1 mask with volume (mL), centroid (LPS mm) and slice range, largest first."""
-    components = sitk.ConnectedComponent(mask, True)
+    box = padded_box(mask, [0, 0, 0])
+    if box is None:
+        return []
+    lo, size = box
+    # labelled on the box around the lesions (all of their voxels, so the same components), not the whole grid
+    components = sitk.ConnectedComponent(sitk.RegionOfInterest(mask, size, lo), True)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(components)
     voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
     out = []
     for lab in stats.GetLabels():
-        box = stats.GetBoundingBox(lab)  # (i0, j0, k0, size_i, size_j, size_k) on the mask's grid
+        bb = stats.GetBoundingBox(lab)  # (i0, j0, k0, size_i, size_j, size_k) on the box's grid
+        k0 = int(bb[2]) + lo[2]
         out.append(Lesion(int(lab), stats.GetNumberOfPixels(lab) * voxel_ml, tuple(float(c) for c in stats.GetCentroid(lab)),
-                          int(stats.GetNumberOfPixels(lab)), (int(box[2]), int(box[2] + box[5] - 1))))
+                          int(stats.GetNumberOfPixels(lab)), (k0, k0 + int(bb[5]) - 1)))
     return sorted(out, key=lambda les: -les.volume_ml)
 
 
 def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
     """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL."""
     voxels = int(np.ceil(min_ml * 1000.0 / float(np.prod(mask.GetSpacing())) - 1e-9)) if min_ml > 0 else 0
-    if voxels <= 1:
+    box = padded_box(mask, [0, 0, 0])
+    if voxels <= 1 or box is None:
         return mask
-    kept = sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), minimumObjectSize=voxels) > 0
-    out = sitk.Cast(kept, sitk.sitkUInt8)
+    lo, size = box  # the lesions are labelled on the box around them, not on the whole grid
+    kept = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.RegionOfInterest(mask, size, lo), True), minimumObjectSize=voxels) > 0
+    out = sitk.Image(mask.GetSize(), sitk.sitkUInt8)
     out.CopyInformation(mask)
-    return out
+    return sitk.Paste(out, sitk.Cast(kept, sitk.sitkUInt8), size, [0, 0, 0], lo)
 
 
 def flip_average_of(description: dict) -> bool:

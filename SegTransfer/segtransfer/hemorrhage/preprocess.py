@@ -63,7 +63,7 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     mask is the same as on the whole grid (the air around the head costs nothing).  Raises ``InputError`` when no brain is found.
     """
     tissue_full = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
-    box = _padded_box(tissue_full, _radius_voxels(image, erode_mm + 1.0))
+    box = padded_box(tissue_full, _radius_voxels(image, erode_mm + 1.0))
     if box is None:
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
     lo, size = box
@@ -169,7 +169,7 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[labels]
 
 
-def _padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
+def padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
     """Index ``(lo, size)`` (x, y, z) of the bounding box of ``mask``'s foreground widened by
     ``margin`` voxels plus one per axis, within the image; None when the mask is empty.  The margin
     of background keeps erosion, dilation, connected components and hole filling inside the box the
