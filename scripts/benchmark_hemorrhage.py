@@ -114,10 +114,11 @@ def main() -> None:
                 continue
             whole.append(seconds)
             inside.append(record["seconds"])
+            network = loaded[0].eval()  # the package's network as loaded, not the command's copy
             with torch.inference_mode():  # right after each run, so that each run has its own baseline
                 t0 = time.perf_counter()
                 for batch in record["windows"]:
-                    loaded[0].eval()(batch)
+                    network(batch)
                 bare.append(time.perf_counter() - t0)
         batches = record["windows"]
         for r in range(args.repeats):
