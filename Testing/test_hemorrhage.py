@@ -196,13 +196,19 @@ def test_ball_morphology_gives_the_voxels_of_simpleitks_filters(radius):
     arr = ndimage.gaussian_filter(rng.random((12, 50, 60)), 2) > 0.5
     arr[:, :3] = True
     arr[2], arr[5] = True, False
-    mask = sitk.GetImageFromArray(arr.astype(np.uint8))
-    mask.SetSpacing((0.45, 0.45, 4.0))
-    for erode, ref in ((True, sitk.BinaryErode), (False, sitk.BinaryDilate)):
-        expected = sitk.GetArrayFromImage(ref(mask, radius, sitk.sitkBall))
-        got = sitk.GetArrayFromImage(ball_morphology(mask, radius, erode))
-        assert 0 < expected.sum() < expected.size
-        np.testing.assert_array_equal(got, expected)
+    # foreground far from the border in some slices only (each slice's transform runs on the box around
+    # its foreground): a noisy blob whose extent changes from slice to slice, and a speck
+    zz, yy, xx = np.mgrid[:12, :50, :60]
+    blob = ((yy - 24) ** 2 / 300.0 + (xx - 31) ** 2 / (40.0 + 40 * zz) < 1) & (rng.random(zz.shape) > 0.005) & (zz != 9)
+    blob[6, 5, 50] = True
+    for arr in (arr, blob):
+        mask = sitk.GetImageFromArray(arr.astype(np.uint8))
+        mask.SetSpacing((0.45, 0.45, 4.0))
+        for erode, ref in ((True, sitk.BinaryErode), (False, sitk.BinaryDilate)):
+            expected = sitk.GetArrayFromImage(ref(mask, radius, sitk.sitkBall))
+            got = sitk.GetArrayFromImage(ball_morphology(mask, radius, erode))
+            assert 0 < expected.sum() < expected.size
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_per_slice_hole_filling_equals_scipy_slice_by_slice():
@@ -214,6 +220,16 @@ def test_per_slice_hole_filling_equals_scipy_slice_by_slice():
     arr = ndimage.binary_opening(rng.random((8, 70, 80)) > 0.45)
     arr[:, 20:50, 30:60] = True
     arr[:, 30:40, 40:50] = rng.random((8, 10, 10)) > 0.5  # pockets enclosed in-plane
-    expected = np.stack([ndimage.binary_fill_holes(s) for s in arr])
-    assert (expected & ~arr).sum() > 100
-    np.testing.assert_array_equal(fill_holes_per_slice(arr), expected)
+    # each slice is labelled on the box around its foreground: rings away from the border, one cut open,
+    # one touching the border, a speck, and an empty slice
+    yy, xx = np.mgrid[:70, :80]
+    rings = np.zeros_like(arr)
+    for k in range(6):
+        r2 = (yy - 20 - 6 * k) ** 2 + (xx - 15 - 10 * k) ** 2
+        rings[k] = (r2 >= 36) & (r2 <= 100 + 20 * k)
+    rings[2, 20:40, 34:37] = False  # an open ring: nothing to fill
+    rings[6, 60, 5] = True
+    for arr in (arr, rings):
+        expected = np.stack([ndimage.binary_fill_holes(s) for s in arr])
+        assert (expected & ~arr).sum() > 100
+        np.testing.assert_array_equal(fill_holes_per_slice(arr), expected)

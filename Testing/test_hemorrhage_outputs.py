@@ -147,15 +147,16 @@ def test_unknown_flip_option_in_a_package_is_refused():
         flip_average_of({"extra": {"test_time_flip": "up-down"}})
 
 
-def test_channels_last_inference_gives_the_plain_networks_mask_and_leaves_it_unchanged():
-    """The shipped network run through predict_slices (channels-last copy) marks exactly the pixels that its
-    plain forward pass through MONAI's sliding window marks, on a phantom's slices; the caller's network keeps
-    contiguous weights (it can still be saved with safetensors) and its values."""
+def test_inference_copy_gives_the_plain_networks_mask_and_leaves_it_unchanged():
+    """The shipped network run through predict_slices (a copy with batch norms folded into the convolutions,
+    channels-last) marks exactly the pixels that its plain forward pass through MONAI's sliding window marks,
+    on a phantom's slices; the caller's network keeps its batch norms, contiguous weights (it can still be
+    saved with safetensors) and its values."""
     import torch
     from monai.inferers import SlidingWindowInferer
 
     from segtransfer.hemorrhage import default_model_path, preprocess
-    from segtransfer.hemorrhage.infer import predict_slices
+    from segtransfer.hemorrhage.infer import inference_copy, predict_slices
     from segtransfer.hemorrhage.preprocess import model_input
     from segtransfer.models import load_network
 
@@ -173,3 +174,5 @@ def test_channels_last_inference_gives_the_plain_networks_mask_and_leaves_it_unc
     assert plain.sum() > 100  # the phantom's bleeds are marked
     np.testing.assert_array_equal(fast, plain)
     assert all(v.is_contiguous() and torch.equal(v, before[k]) for k, v in network.state_dict().items())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inference_copy(network).modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == 9

@@ -11,7 +11,8 @@ Numbers, best of --repeats:
   run, and the bare forward is timed right after every run (the ratio of each run to its own baseline is
   printed too, since the machine's speed drifts between runs);
 * forward inside the command: the time spent in the network's forward during the command, which runs
-  a channels-last copy of the network (see ``segtransfer.hemorrhage.infer.channels_last_copy``);
+  a copy of the network with its batch norms folded into the convolutions and channels-last
+  memory layout (see ``segtransfer.hemorrhage.infer.inference_copy``);
 * whole command in-process: ``segtransfer hemorrhage segment`` from reading the file to the last
   output written (the CLI's ``main`` called in this process, after the imports);
 * cold command: ``python -m segtransfer hemorrhage segment`` in a fresh process (interpreter start
@@ -132,7 +133,7 @@ def main() -> None:
     w, f, i, c = min(whole), min(bare), min(inside), min(cold)
     print(f"{'':48}{'seconds (best of %d)' % args.repeats:>22}")
     print(f"{'bare model forward (%d windows of 256x256)' % windows:48}{f:>22.2f}")
-    print(f"{'forward inside the command (channels-last copy)':48}{i:>22.2f}")
+    print(f"{'forward inside the command (inference copy)':48}{i:>22.2f}")
     print(f"{'whole command, in-process (read .. write)':48}{w:>22.2f}")
     print(f"{'whole command, cold (new Python process)':48}{c:>22.2f}")
     pairs = sorted(a / b for a, b in zip(whole, bare))

@@ -62,7 +62,10 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     runs on the box around the soft tissue, with a margin wider than the structuring elements, so the
     mask is the same as on the whole grid (the air around the head costs nothing).  Raises ``InputError`` when no brain is found.
     """
-    tissue_full = sitk.And(image >= BRAIN_HU[0], image < BRAIN_HU[1])
+    image = image if image.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(image, sitk.sitkFloat32)
+    # BRAIN_HU[0] <= HU < BRAIN_HU[1] in one pass: the filter's bounds are inclusive and cast to the pixel type
+    below_bone = float(np.nextafter(np.float32(BRAIN_HU[1]), np.float32(-np.inf)))
+    tissue_full = sitk.BinaryThreshold(image, BRAIN_HU[0], below_bone, 1, 0)
     box = padded_box(tissue_full, _radius_voxels(image, erode_mm + 1.0))
     if box is None:
         raise InputError(where, "no brain found inside the skull (is this a head CT?)")
@@ -78,13 +81,14 @@ def skull_strip(image: sitk.Image, where: str | os.PathLike = "image", erode_mm:
     # per-slice hole filling also fills every 3D hole: a 3D hole's section in a slice is background that no
     # in-slice path joins to the slice's border, since such a path would be a 3D path to the border too
     filled = fill_holes_per_slice(sitk.GetArrayViewFromImage(grown) > 0)
-    arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=bool)
-    arr[lo[2]:lo[2] + size[2], lo[1]:lo[1] + size[1], lo[0]:lo[0] + size[0]] = filled
-    arr &= sitk.GetArrayViewFromImage(image) <= BONE_HU  # calcifications filled in above are not brain
-    volume_ml = arr.sum() * float(np.prod(image.GetSpacing())) / 1000.0
+    inside = (slice(lo[2], lo[2] + size[2]), slice(lo[1], lo[1] + size[1]), slice(lo[0], lo[0] + size[0]))
+    filled &= sitk.GetArrayViewFromImage(image)[inside] <= BONE_HU  # calcifications filled in above are not brain
+    volume_ml = np.count_nonzero(filled) * float(np.prod(image.GetSpacing())) / 1000.0
     if volume_ml < 50.0:
         raise InputError(where, f"brain mask of {volume_ml:.1f} mL is too small (is this a head CT?)")
-    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    arr = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
+    arr[inside] = filled
+    out = sitk.GetImageFromArray(arr)
     out.CopyInformation(image)
     return out
 
@@ -109,24 +113,40 @@ def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Im
         return op(mask, radius, sitk.sitkBall)
     arr = sitk.GetArrayViewFromImage(mask) > 0
     target = arr if erode else ~arr  # erosion: distance to background; dilation: distance to foreground
-    d2 = np.full(arr.shape, np.inf)
+    n = arr.shape[0]
+    # per slice and disc: is the slice's nearest target voxel farther than the disc (erosion) / inside it (dilation)?
+    holds = {t: np.zeros(arr.shape, dtype=bool) for t in set(thresholds.values())}
+    # Each slice's transform runs on the box around its foreground, widened by one voxel (erosion: the ring of
+    # background around the box holds a background voxel at least as near as any outside it) or by more than
+    # the widest disc (dilation: farther out, no foreground is within reach).  Outside the box the conditions
+    # fail: background (erosion), nothing within reach (dilation).
+    pad = 1 if erode else int(np.ceil(np.sqrt(max(thresholds.values()) + 0.5))) + 1
 
-    def squared_distances(k: int) -> None:
-        if not target[k].all():  # a slice without any target voxel keeps inf
-            d2[k] = ndimage.distance_transform_edt(target[k]) ** 2
+    def disc_conditions(k: int) -> None:
+        rows, cols = np.flatnonzero(arr[k].any(axis=1)), np.flatnonzero(arr[k].any(axis=0))
+        if rows.size == 0:  # no foreground: nothing survives the erosion, nothing to dilate
+            return
+        y0, y1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, arr.shape[1])
+        x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, arr.shape[2])
+        box = target[k, y0:y1, x0:x1]
+        if box.all():  # erosion of a slice that is all foreground: no background within the image
+            for cond in holds.values():
+                cond[k, y0:y1, x0:x1] = True
+            return
+        d2 = ndimage.distance_transform_edt(box) ** 2
+        for t, cond in holds.items():
+            (np.greater if erode else np.less)(d2, t + 0.5, out=cond[k, y0:y1, x0:x1])
 
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:  # the transform releases the GIL
-        list(threads.map(squared_distances, range(arr.shape[0])))
-    out = np.ones(arr.shape, dtype=bool) if erode else np.zeros(arr.shape, dtype=bool)
-    for dz, t in thresholds.items():
-        # slice z takes the condition of slice z + dz; beyond the image the erosion's holds, the dilation's fails
-        lo, hi = max(0, -dz), min(arr.shape[0], arr.shape[0] - dz)
-        if erode:
-            out[lo:hi] &= d2[lo + dz:hi + dz] > t + 0.5
-        else:
-            out[lo:hi] |= d2[lo + dz:hi + dz] < t + 0.5
-    if erode:
-        out &= arr
+    out = np.empty(arr.shape, dtype=bool)
+
+    def combine(z: int) -> None:
+        # slice z takes the condition of every slice z + dz; beyond the image the erosion's holds, the dilation's fails
+        conditions = [holds[t][z + dz] for dz, t in thresholds.items() if 0 <= z + dz < n]
+        out[z] = np.logical_and.reduce([arr[z], *conditions]) if erode else np.logical_or.reduce(conditions)
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:  # the transform and numpy's logic release the GIL
+        list(threads.map(disc_conditions, range(n)))
+        list(threads.map(combine, range(n)))
     result = sitk.GetImageFromArray(out.astype(np.uint8))
     result.CopyInformation(mask)
     return result
@@ -157,16 +177,29 @@ def _ball_discs(radius: list[int]) -> dict[int, int] | None:
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """``mask`` (boolean ``[k, y, x]``) with the holes of every axial slice filled: background that no
     4-connected in-slice path of background joins to the slice's border (what
-    ``scipy.ndimage.binary_fill_holes`` does per slice).  One labelling of the background with a
-    structuring element that connects only within slices, instead of one fill per slice."""
-    within_slice = np.zeros((3, 3, 3), dtype=bool)
-    within_slice[1] = ndimage.generate_binary_structure(2, 1)
-    labels, count = ndimage.label(~mask, structure=within_slice)
-    outside = np.zeros(count + 1, dtype=bool)  # per background component: does it touch its slice's border?
-    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
-        outside[edge] = True
-    outside[0] = True  # label 0 is the mask itself
-    return mask | ~outside[labels]
+    ``scipy.ndimage.binary_fill_holes`` does per slice).  Each slice's background is labelled once, on
+    the box around the slice's foreground widened by one voxel (the ring around the box is background
+    joined to the border, so a piece of background reaches the box's edge exactly when it reaches the
+    slice's), on threads (scipy's labelling releases the GIL)."""
+    out = mask.copy()
+    four = ndimage.generate_binary_structure(2, 1)
+
+    def fill(k: int) -> None:
+        rows, cols = np.flatnonzero(mask[k].any(axis=1)), np.flatnonzero(mask[k].any(axis=0))
+        if rows.size == 0:
+            return
+        y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[1])
+        x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[2])
+        labels, count = ndimage.label(~mask[k, y0:y1, x0:x1], structure=four)
+        outside = np.zeros(count + 1, dtype=bool)  # per piece of background: does it reach the box's edge?
+        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            outside[edge] = True
+        outside[0] = True  # label 0 is the mask itself
+        out[k, y0:y1, x0:x1] |= ~outside[labels]
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:
+        list(threads.map(fill, range(mask.shape[0])))
+    return out
 
 
 def padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
