@@ -89,6 +89,27 @@ def test_overlay_draws_anterior_up_and_patient_right_on_the_left(tmp_path):
     assert red_centre(h.image, right, "right.png")[1] < 0.25
 
 
+def test_overlay_tiles_show_the_head_and_every_marked_voxel(tmp_path):
+    """The tiles are cut to the box around the head (above -500 HU) and the hemorrhage on the tiles' slices,
+    plus TILE_MARGIN pixels: air is left out, a marked voxel outside the head is not."""
+    from PIL import Image
+
+    from segtransfer.hemorrhage.report import TILE_MARGIN
+
+    arr = np.full((4, 120, 100), -1000.0, np.float32)
+    arr[:, 30:80, 20:60] = 30.0  # the head: rows 30..79, columns 20..59
+    marks = np.zeros(arr.shape, np.uint8)
+    marks[1, 40:44, 30:34] = 1  # inside the head
+    marks[2, 100:102, 90:92] = 1  # in the air, below and right of the head
+    image, mask = sitk.GetImageFromArray(arr), sitk.GetImageFromArray(marks)
+    rgb = np.asarray(Image.open(overlay_montage(image, mask, tmp_path / "o.png")).convert("RGB")).astype(int)
+    height, width = 102 + TILE_MARGIN - (30 - TILE_MARGIN), 92 + TILE_MARGIN - (20 - TILE_MARGIN)
+    assert rgb.shape[:2] == (height, 2 * width)  # two tiles: the slices with marks
+    red = (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 0] - rgb[..., 2] > 60)
+    assert red[:, :width].sum() == 16 and red[:, width:].sum() == 4
+    assert red[40 - 30 + TILE_MARGIN, 30 - 20 + TILE_MARGIN] and red[100 - 30 + TILE_MARGIN, width + 90 - 20 + TILE_MARGIN]
+
+
 def test_output_folder_guard_and_csv(tmp_path):
     mask = _mask_with_two_boxes()
     image = sitk.Cast(mask, sitk.sitkFloat32) * 60.0 + 20.0

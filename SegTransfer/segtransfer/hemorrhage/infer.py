@@ -162,20 +162,20 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     averaging when the package's ``extra`` asks for it (:func:`flip_average_of`)."""
     flip = flip_average_of(description)
     pre = pre if pre is not None else preprocess(image, where)
-    arr = sitk.GetArrayFromImage(pre.image)
-    brain = sitk.GetArrayFromImage(pre.brain).astype(bool)
+    arr = sitk.GetArrayViewFromImage(pre.image)
+    brain = sitk.GetArrayViewFromImage(pre.brain) > 0
     slices = np.flatnonzero(brain.any(axis=(1, 2)))
     x = model_input(arr[slices], brain[slices], description["input"]["intensity"])
-    pred = np.zeros(arr.shape, dtype=bool)
+    pred = np.zeros(arr.shape, dtype=np.uint8)
     roi = description["input"].get("patch_size") or [256, 256]
     pred[slices] = predict_slices(network, x, description["output"]["threshold"], roi, progress=progress, flip_average=flip)
-    pred &= brain
-    mask = sitk.GetImageFromArray(pred.astype(np.uint8))
+    np.bitwise_and(pred, brain, out=pred)
+    mask = sitk.GetImageFromArray(pred)
     mask.CopyInformation(pre.image)
     mask = drop_small_lesions(mask, min_lesion_ml)
-    pred = sitk.GetArrayViewFromImage(mask) > 0
+    voxels = np.count_nonzero(sitk.GetArrayViewFromImage(mask))
     mask = restore_orientation(mask, pre.original_orientation, image)
     brain_img = restore_orientation(pre.brain, pre.original_orientation, image)
-    volume = float(pred.sum() * np.prod(image.GetSpacing()) / 1000.0)
+    volume = float(voxels * np.prod(image.GetSpacing()) / 1000.0)
     return HemorrhageResult(mask, brain_img, volume, volume >= MIN_DETECTION_ML, lesions_of(mask),
                             min_lesion_ml)

@@ -191,9 +191,10 @@ def read_labels(path: PathLike, known: tuple[Segment, ...] = CARDIAC_SEGMENTS) -
     return LabelImage(image, default_segments(list(values), known))
 
 
-#: gzip level of ``.seg.nrrd`` files: zlib's default.  slicerio's 9 takes 2.5 times as long on a
-#: 512 x 512 x 40 mask for files about a quarter smaller (tens of kilobytes).
-SEG_NRRD_COMPRESSION = 6
+#: gzip level of ``.seg.nrrd`` files.  Label maps are mostly background, which level 1 already packs
+#: tightly: on a 512 x 512 x 40 hemorrhage mask it takes half the time of level 6 (0.03 against 0.07 s)
+#: for a file of 80 instead of 32 kB; slicerio's default 9 takes 2.5 times as long as 6.
+SEG_NRRD_COMPRESSION = 1
 
 
 def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list[Segment] | None = None) -> Path:
@@ -211,7 +212,7 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
 
     import slicerio
 
-    arr = sitk.GetArrayFromImage(image)
+    arr = sitk.GetArrayViewFromImage(image)  # read only, while ``image`` lives
     present = [int(v) for v in np.flatnonzero(np.bincount(arr.ravel())) if v != 0]  # UInt8/UInt16 here
     by_value = {s.value: s for s in (segments or [])}
     defaults = {s.value: s for s in default_segments(present)}
