@@ -59,6 +59,30 @@ def test_lesions_below_the_minimum_size_are_dropped():
     assert [les.voxels for les in lesions_of(drop_small_lesions(joined, 0.0605))] == [61]
 
 
+@pytest.mark.parametrize("orientation", ["LPS", "RAS", "AIL", "SLP"])
+def test_lesions_found_on_the_study_grid_are_reported_on_the_input_grid(orientation):
+    """select_lesions on the study grid with ``grid`` the input (same voxels, another axis order) gives the
+    lesions, volumes, centroids and slice ranges that labelling the mask on the input grid gives."""
+    from segtransfer.hemorrhage.infer import select_lesions
+
+    mask = _mask_with_two_boxes()
+    arr = sitk.GetArrayFromImage(mask)
+    arr[1, 15, 2] = 1  # a speck: dropped at 0.02 mL (20 voxels)
+    mask = sitk.GetImageFromArray(arr)
+    mask.SetSpacing((0.5, 0.8, 2.5))
+    mask.SetOrigin((-10.0, 20.0, 5.0))
+    grid = sitk.DICOMOrient(mask, orientation)
+    kept, lesions = select_lesions(mask, 0.02, grid=grid)
+    expected = lesions_of(drop_small_lesions(grid, 0.02))
+    assert sitk.GetArrayViewFromImage(kept).sum() == 84
+    assert [les.voxels for les in lesions] == [les.voxels for les in expected] == [60, 24]
+    assert [les.slices for les in lesions] == [les.slices for les in expected]
+    for got, want in zip(lesions, expected):
+        assert got.centroid_lps == pytest.approx(want.centroid_lps, abs=1e-6)
+    if orientation == "SLP":  # the input's third axis runs along the study grid's second (y, posterior)
+        assert [les.slices for les in lesions] == [(3, 6), (10, 11)]
+
+
 def test_overlay_draws_anterior_up_and_patient_right_on_the_left(tmp_path):
     """An epidural hematoma (anterior, from the phantom's truth) lands in the upper half of the montage
     whatever the input's orientation; a lesion on the patient's right lands on the viewer's left."""

@@ -113,35 +113,47 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
 
 def lesions_of(mask: sitk.Image) -> list[Lesion]:
     """Connected lesions (26-connectivity) of a 0/1 mask with volume (mL), centroid (LPS mm) and slice range, largest first."""
+    return select_lesions(mask, 0.0)[1]
+
+
+def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
+    """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL."""
+    return select_lesions(mask, min_ml)[0]
+
+
+def select_lesions(mask: sitk.Image, min_ml: float, grid: sitk.Image | None = None) -> tuple[sitk.Image, list[Lesion]]:
+    """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL
+    (0 keeps all), and the lesions kept, largest first, from one labelling.  Their slice ranges are
+    indices along the third axis of ``grid``: an image on the same voxels as ``mask`` in another axis
+    order (the input CT, when ``mask`` is on the study grid); by default ``mask`` itself."""
     box = padded_box(mask, [0, 0, 0])
     if box is None:
-        return []
-    lo, size = box
-    # labelled on the box around the lesions (all of their voxels, so the same components), not the whole grid
+        return mask, []
+    lo, size = box  # the lesions are labelled on the box around them (all of their voxels), not the whole grid
     components = sitk.ConnectedComponent(sitk.RegionOfInterest(mask, size, lo), True)
+    voxels = int(np.ceil(min_ml * 1000.0 / float(np.prod(mask.GetSpacing())) - 1e-9)) if min_ml > 0 else 0
+    if voxels > 1:
+        components = sitk.RelabelComponent(components, minimumObjectSize=voxels)
+        kept = sitk.Image(mask.GetSize(), sitk.sitkUInt8)
+        kept.CopyInformation(mask)
+        mask = sitk.Paste(kept, sitk.Cast(components > 0, sitk.sitkUInt8), size, [0, 0, 0], lo)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(components)
     voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
     out = []
     for lab in stats.GetLabels():
         bb = stats.GetBoundingBox(lab)  # (i0, j0, k0, size_i, size_j, size_k) on the box's grid
-        k0 = int(bb[2]) + lo[2]
+        first = [int(b) + o for b, o in zip(bb[:3], lo)]
+        if grid is None:
+            slices = (first[2], first[2] + int(bb[5]) - 1)
+        else:  # the box's corners on grid's index axes (the grids differ by axis order and direction only)
+            ks = [grid.TransformPhysicalPointToIndex(mask.TransformIndexToPhysicalPoint(
+                  [f + d * (int(n) - 1) for f, d, n in zip(first, corner, bb[3:])]))[2]
+                  for corner in np.ndindex(2, 2, 2)]
+            slices = (min(ks), max(ks))
         out.append(Lesion(int(lab), stats.GetNumberOfPixels(lab) * voxel_ml, tuple(float(c) for c in stats.GetCentroid(lab)),
-                          int(stats.GetNumberOfPixels(lab)), (k0, k0 + int(bb[5]) - 1)))
-    return sorted(out, key=lambda les: -les.volume_ml)
-
-
-def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
-    """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL."""
-    voxels = int(np.ceil(min_ml * 1000.0 / float(np.prod(mask.GetSpacing())) - 1e-9)) if min_ml > 0 else 0
-    box = padded_box(mask, [0, 0, 0]) if voxels > 1 else None
-    if box is None:  # nothing to drop, or no lesion at all
-        return mask
-    lo, size = box  # the lesions are labelled on the box around them, not on the whole grid
-    kept = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.RegionOfInterest(mask, size, lo), True), minimumObjectSize=voxels) > 0
-    out = sitk.Image(mask.GetSize(), sitk.sitkUInt8)
-    out.CopyInformation(mask)
-    return sitk.Paste(out, sitk.Cast(kept, sitk.sitkUInt8), size, [0, 0, 0], lo)
+                          int(stats.GetNumberOfPixels(lab)), slices))
+    return mask, sorted(out, key=lambda les: -les.volume_ml)
 
 
 def flip_average_of(description: dict) -> bool:
@@ -172,10 +184,9 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     np.bitwise_and(pred, brain, out=pred)
     mask = sitk.GetImageFromArray(pred)
     mask.CopyInformation(pre.image)
-    mask = drop_small_lesions(mask, min_lesion_ml)
+    mask, lesions = select_lesions(mask, min_lesion_ml, grid=image)
     voxels = np.count_nonzero(sitk.GetArrayViewFromImage(mask))
     mask = restore_orientation(mask, pre.original_orientation, image)
     brain_img = restore_orientation(pre.brain, pre.original_orientation, image)
     volume = float(voxels * np.prod(image.GetSpacing()) / 1000.0)
-    return HemorrhageResult(mask, brain_img, volume, volume >= MIN_DETECTION_ML, lesions_of(mask),
-                            min_lesion_ml)
+    return HemorrhageResult(mask, brain_img, volume, volume >= MIN_DETECTION_ML, lesions, min_lesion_ml)
