@@ -223,3 +223,19 @@ def test_seg_nrrd_keeps_terminology(tmp_path, oblique_image):
     assert back.segments[0].terminology is None
     assert back.segments[1].terminology is not None
     assert "SCT^4906002^Myocardium" in back.segments[1].terminology
+
+
+def test_label_values_are_the_values_present():
+    """Both ways of listing a label map's values (one comparison per value up to 8, a histogram above)
+    give exactly the non-zero values present."""
+    from segtransfer.io.images import label_values
+
+    arr = np.zeros((4, 5, 6), np.uint8)
+    assert label_values(arr) == []
+    arr[1, 2, 3] = 1
+    assert label_values(arr) == [1]
+    arr[0, 0, 0], arr[3, 4, 5] = 5, 8
+    assert label_values(arr) == [1, 5, 8]
+    wide = arr.astype(np.uint16)
+    wide[2, 2, 2], wide[2, 3, 3] = 300, 9
+    assert label_values(wide) == [1, 5, 8, 9, 300]

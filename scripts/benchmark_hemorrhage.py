@@ -27,6 +27,7 @@ ratio to the forward inside the command, and whether the cold command stays unde
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,7 @@ def main() -> None:
     print(f"{'whole command, cold (new Python process)':48}{c:>22.2f}")
     pairs = sorted(a / b for a, b in zip(whole, bare))
     print(f"ratio whole / bare forward: {w / f:.2f} (pipeline overhead {100 * (w - f) / f:.1f} % of the bare forward pass; target < 15 %); "
-          f"run by run {', '.join(f'{q:.2f}' for q in pairs)}")
+          f"run by run {', '.join(f'{q:.2f}' for q in pairs)} (median {statistics.median(pairs):.2f})")
     print(f"ratio whole / forward inside the command: {w / i:.2f} (the command's own work besides the network: {w - i:.2f} s)")
     print(f"ratio cold / bare forward: {c / f:.2f} (adds interpreter start-up and the torch/MONAI imports)")
     print(f"cold command under 10 s: {'yes' if c < 10 else 'no'}")

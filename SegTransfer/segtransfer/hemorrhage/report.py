@@ -33,34 +33,33 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     the most hemorrhage, or evenly spaced slices when there is none.  Uses Pillow."""
     from PIL import Image
 
-    msk = sitk.GetArrayFromImage(sitk.DICOMOrient(mask, "LPS")) > 0
-    per_slice = msk.sum(axis=(1, 2))
+    oriented, oriented_mask = _lps(image), _lps(mask)
+    msk = sitk.GetArrayViewFromImage(oriented_mask)
+    per_slice = np.count_nonzero(msk, axis=(1, 2))
     if per_slice.any():
         chosen = np.sort(np.argsort(-per_slice)[: min(tiles, int((per_slice > 0).sum()))])
     else:
         chosen = np.linspace(0, msk.shape[0] - 1, min(tiles, msk.shape[0])).round().astype(int)
-    oriented = sitk.DICOMOrient(image, "LPS")
-    img = sitk.GetArrayViewFromImage(oriented)[chosen]  # the tiles' slices only
+    img, red = sitk.GetArrayViewFromImage(oriented)[chosen], msk[chosen] > 0  # the tiles' slices only
     # every tile shows the same box: the head (above -500 HU) and the hemorrhage on the tiles' slices, with a
     # margin; the air around the head is left out (a smaller picture, encoded faster)
-    (y0, y1), (x0, x1) = _tile_box((img > -500) | msk[chosen], TILE_MARGIN)
-    img, red = img[:, y0:y1, x0:x1].astype(np.float32), msk[chosen, y0:y1, x0:x1]
-    gray = (np.clip(img / 80.0, 0, 1) * 255).astype(np.uint8)
-    frames = []
-    for n in range(len(chosen)):
-        rgb = np.stack([gray[n]] * 3, axis=-1)
-        rgb[red[n]] = (0.4 * rgb[red[n]] + 0.6 * np.array([230, 30, 30])).astype(np.uint8)
-        # Rows of the LPS-oriented array run anterior to posterior and columns from the patient's right
-        # to left: drawn as they are, anterior is up and the patient's right on the viewer's left
-        # (radiological convention).
-        frames.append(rgb)
-    cols = min(4, len(frames))
-    rows = (len(frames) + cols - 1) // cols
-    h, w = frames[0].shape[:2]
-    sheet = np.zeros((rows * h, cols * w, 3), np.uint8)
-    for n, frame in enumerate(frames):
-        r, c = divmod(n, cols)
-        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
+    (y0, y1), (x0, x1) = _tile_box((img > -500) | red, TILE_MARGIN)
+    gray = (np.clip(img[:, y0:y1, x0:x1].astype(np.float32) / 80.0, 0, 1) * 255).astype(np.uint8)
+    red = red[:, y0:y1, x0:x1]
+    n, h, w = gray.shape
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    # Rows of the LPS-oriented array run anterior to posterior and columns from the patient's right to
+    # left: drawn as they are, anterior is up and the patient's right on the viewer's left (radiological
+    # convention).  Tile i goes to row i // cols, column i % cols.
+    sheet_gray = np.zeros((rows * h, cols * w), np.uint8)
+    sheet_red = np.zeros((rows * h, cols * w), bool)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        sheet_gray[r * h:(r + 1) * h, c * w:(c + 1) * w] = gray[i]
+        sheet_red[r * h:(r + 1) * h, c * w:(c + 1) * w] = red[i]
+    sheet = np.repeat(sheet_gray[..., None], 3, axis=-1)
+    sheet[sheet_red] = (0.4 * sheet[sheet_red] + 0.6 * np.array([230, 30, 30])).astype(np.uint8)
     spacing = oriented.GetSpacing()  # along the tiles' columns and rows
     pil = Image.fromarray(sheet)
     if abs(spacing[0] - spacing[1]) > 1e-6:  # square pixels in the picture
@@ -68,6 +67,12 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     with open(path, "wb") as f:
         pil.save(f, format="PNG", compress_level=PNG_COMPRESSION)
     return Path(path)
+
+
+def _lps(image: sitk.Image) -> sitk.Image:
+    """``image`` with its axes in LPS order (axis permutation and flips only); itself when they are already."""
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    return image if code == "LPS" else sitk.DICOMOrient(image, "LPS")
 
 
 def _tile_box(region: np.ndarray, margin: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -116,14 +121,14 @@ def write_outputs(folder: str | os.PathLike, name: str, image: sitk.Image, resul
     :func:`check_output_folder` (absent, empty or an earlier output, which is replaced)."""
     check_output_folder(folder)
     summary = {"scan": name, **result.summary(), "model": model_info}
-    with atomic_dir(folder) as tmp, ThreadPoolExecutor(2) as threads:
+    with atomic_dir(folder) as tmp, ThreadPoolExecutor(1) as threads:
         labels = LabelImage(result.mask, list(HEMORRHAGE_SEGMENTS))
-        # the three image files are written side by side: compression and PNG encoding release the GIL
-        jobs = [threads.submit(write_labels, labels, tmp / "hemorrhage.nii.gz"),
-                threads.submit(overlay_montage, image, result.mask, tmp / "overlay.png")]
+        # the montage is drawn and encoded beside the two segmentation files, which together take about
+        # as long: compression and PNG encoding release the GIL
+        montage = threads.submit(overlay_montage, image, result.mask, tmp / "overlay.png")
+        write_labels(labels, tmp / "hemorrhage.nii.gz")
         write_labels(labels, tmp / "hemorrhage.seg.nrrd")
-        for job in jobs:
-            job.result()  # re-raises a writer's error inside atomic_dir, so nothing is kept
+        montage.result()  # re-raises the montage's error inside atomic_dir, so nothing is kept
         write_text(tmp / "summary.json", json.dumps(summary, indent=2))
         write_text(tmp / "summary.csv", summary_csv(name, summary))
     return Path(folder)

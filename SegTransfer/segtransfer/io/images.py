@@ -197,6 +197,15 @@ def read_labels(path: PathLike, known: tuple[Segment, ...] = CARDIAC_SEGMENTS) -
 SEG_NRRD_COMPRESSION = 1
 
 
+def label_values(arr: np.ndarray) -> list[int]:
+    """The non-zero values present in a UInt8/UInt16 label array, ascending.  A few labels (a mask):
+    one comparison each, which is many times cheaper than ``np.bincount``'s 64-bit copy of the array."""
+    top = int(arr.max()) if arr.size else 0
+    if top <= 8:
+        return [v for v in range(1, top + 1) if (arr == v).any()]
+    return [int(v) for v in np.flatnonzero(np.bincount(arr.ravel())) if v != 0]
+
+
 def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list[Segment] | None = None) -> Path:
     """Write a label map atomically.  ``.seg.nrrd`` stores one Slicer segment per value with its name and
     colour (values absent from ``segments`` get default ones); other extensions write the plain
@@ -213,7 +222,7 @@ def write_labels(labels: LabelImage | sitk.Image, path: PathLike, segments: list
     import slicerio
 
     arr = sitk.GetArrayViewFromImage(image)  # read only, while ``image`` lives
-    present = [int(v) for v in np.flatnonzero(np.bincount(arr.ravel())) if v != 0]  # UInt8/UInt16 here
+    present = label_values(arr)
     by_value = {s.value: s for s in (segments or [])}
     defaults = {s.value: s for s in default_segments(present)}
     values = sorted(set(present) | set(by_value))
