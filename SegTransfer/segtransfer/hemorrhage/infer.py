@@ -91,7 +91,7 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``network`` for inference: eval mode, every batch norm that follows a convolution or
     transposed convolution in a MONAI ``Convolution`` block folded into it (PyTorch's
     ``fuse_conv_bn_eval``), and the 4D tensors in channels-last memory layout.  The same function up to
-    float rounding (logits within about 1e-3 of the original's) and 1.4-1.7x faster in PyTorch's CPU
+    float rounding (logits within about 1e-3 of the original's) and 1.3-1.6x faster in PyTorch's CPU
     convolutions: the folding drops one pass over every feature map, the layout suits oneDNN.  The
     caller's module is left as it is (its weights stay contiguous, as safetensors needs them)."""
     import copy

@@ -125,19 +125,16 @@ def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Im
     pad = 1 if erode else int(np.ceil(np.sqrt(max(thresholds.values()) + 0.5))) + 1
 
     def disc_conditions(k: int) -> None:
-        rows, cols = np.flatnonzero(arr[k].any(axis=1)), np.flatnonzero(arr[k].any(axis=0))
-        if rows.size == 0:  # no foreground: nothing survives the erosion, nothing to dilate
+        box = _plane_box(arr[k], pad)
+        if box is None:  # no foreground: nothing survives the erosion, nothing to dilate
             return
-        y0, y1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, arr.shape[1])
-        x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, arr.shape[2])
-        box = target[k, y0:y1, x0:x1]
-        if box.all():  # erosion of a slice that is all foreground: no background within the image
+        if target[k][box].all():  # erosion of a slice that is all foreground: no background within the image
             for cond in holds.values():
-                cond[k, y0:y1, x0:x1] = True
+                cond[k][box] = True
             return
-        d2 = edt.edtsq(np.ascontiguousarray(box), black_border=False, parallel=1)  # exact integers (float32)
+        d2 = edt.edtsq(np.ascontiguousarray(target[k][box]), black_border=False, parallel=1)  # exact integers (float32)
         for t, cond in holds.items():
-            (np.greater if erode else np.less)(d2, t + 0.5, out=cond[k, y0:y1, x0:x1])
+            (np.greater if erode else np.less)(d2, t + 0.5, out=cond[k][box])
 
     out = np.empty(arr.shape, dtype=bool)
 
@@ -187,21 +184,29 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     four = ndimage.generate_binary_structure(2, 1)
 
     def fill(k: int) -> None:
-        rows, cols = np.flatnonzero(mask[k].any(axis=1)), np.flatnonzero(mask[k].any(axis=0))
-        if rows.size == 0:
+        box = _plane_box(mask[k], 1)
+        if box is None:
             return
-        y0, y1 = max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[1])
-        x0, x1 = max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[2])
-        labels, count = ndimage.label(~mask[k, y0:y1, x0:x1], structure=four)
+        labels, count = ndimage.label(~mask[k][box], structure=four)
         outside = np.zeros(count + 1, dtype=bool)  # per piece of background: does it reach the box's edge?
         for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
             outside[edge] = True
         outside[0] = True  # label 0 is the mask itself
-        out[k, y0:y1, x0:x1] |= ~outside[labels]
+        out[k][box] |= ~outside[labels]
 
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:
         list(threads.map(fill, range(mask.shape[0])))
     return out
+
+
+def _plane_box(plane: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Row and column slices of the box around the foreground of a boolean ``[y, x]`` plane, widened by
+    ``pad`` pixels within the plane; None when the plane has no foreground."""
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, plane.shape[0])),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, plane.shape[1])))
 
 
 def padded_box(mask: sitk.Image, margin: list[int]) -> tuple[list[int], list[int]] | None:
