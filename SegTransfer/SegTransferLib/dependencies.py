@@ -25,8 +25,10 @@ CLEANUP = {**SCIPY, **BACKGROUND}
 AGREEMENT = {**SCIPY, **DEEP_LEARNING}  # agreement metrics are MONAI's
 SPARSE4D = {**SCIPY, **BACKGROUND}
 THICKNESS = {**IMAGE, "threadpoolctl": "threadpoolctl>=3.1", **BACKGROUND}
-HEMORRHAGE = {**SCIPY, **DEEP_LEARNING, **BACKGROUND}
-TRAINING = {**SCIPY, **DEEP_LEARNING, **BACKGROUND}
+#: Skull stripping's distance transforms (head-CT hemorrhage: inference, and training on hemorrhage data).
+DISTANCE = {"edt": "edt>=2.3"}
+HEMORRHAGE = {**SCIPY, **DISTANCE, **DEEP_LEARNING, **BACKGROUND}
+TRAINING = {**SCIPY, **DISTANCE, **DEEP_LEARNING, **BACKGROUND}
 
 
 def missing_packages(requirements: dict[str, str]) -> list[str]:
