@@ -159,6 +159,41 @@ def test_cyclic_site_failing_mid_round_keeps_last_good_model_and_resumes(sites, 
         simulate(JobSpec("cyclic", rounds=1, options=OPTIONS), site_folders, out, resume=True, progress=QUIET)
 
 
+def test_simulator_that_does_not_start_is_started_once_more(sites, tmp_path, monkeypatch):
+    """A FLARE simulator that fails before any site trains (no site error, no round: e.g. a local port
+    taken between FLARE's choice and its use) is started once more, in the same attempt; the run then
+    completes.  A second such failure is reported, with the resume hint."""
+    from segtransfer.multisite import flare_job
+
+    real_recipe, starts = flare_job._recipe, []
+
+    class NoStart:
+        """A recipe whose simulator fails at once, as FLARE reports it."""
+
+        def __init__(self, message):
+            self.message = message
+
+        def execute(self, env):
+            raise RuntimeError(self.message)
+
+    def failing_first(job):
+        starts.append(job.name)
+        return NoStart("OSError: [Errno 98] Address already in use") if len(starts) == 1 else real_recipe(job)
+
+    monkeypatch.setattr(flare_job, "_recipe", failing_first)
+    messages = []
+    summary = simulate(JobSpec("fedavg", rounds=1, options=OPTIONS), {"site_a": sites["site_a"], "site_b": sites["site_b"]},
+                       tmp_path / "run", progress=lambda f, m: messages.append(m))
+    assert summary["complete"] and summary["completed_rounds"] == 1 and len(summary["attempts"]) == 1
+    assert "Address already in use" in summary["attempts"][0]["restarted_after"]
+    assert starts[1] == starts[0] + "-restart" and summary["attempts"][0]["flare_workspace"].endswith("-restart")
+    assert any("starting it once more" in m for m in messages)
+
+    monkeypatch.setattr(flare_job, "_recipe", lambda job: NoStart("no start"))
+    with pytest.raises(RunIncomplete, match=r"0 of 1 rounds completed \(no start\).*--resume"):
+        simulate(JobSpec("fedavg", rounds=1, options=OPTIONS), {"site_a": sites["site_a"], "site_b": sites["site_b"]}, tmp_path / "dead", progress=QUIET)
+
+
 def test_exported_job_ships_no_code_and_names_only_installed_components(tmp_path):
     out = tmp_path / "job"
     assert main(["multisite", "export-job", "--workflow", "cyclic", "--sites", "3", "--rounds", "4", "--out", str(out), "--option", "lr=1e-4"]) == 0

@@ -231,6 +231,53 @@ def _summarise(out: Path, spec: JobSpec, sites: list[str], requested: int, attem
             "attempts": attempts, "complete": bool(stop_reason) and not failures}
 
 
+def _run_attempt(spec: JobSpec, site_dirs: dict, names: list[str], out: Path, requested: int, attempts: list[dict],
+                 suffix: str, progress: ProgressCallback) -> tuple[dict, str | None]:
+    """Run ``spec`` once in the FLARE simulator as the last entry of ``attempts`` (its workspace is
+    ``out/flare/<job>-<attempt><suffix>``); returns the run summary (written to ``out/run.json``) and the
+    simulator's error message, if any."""
+    from nvflare.recipe import SimEnv
+
+    from .flare_server import GLOBAL_STATE
+
+    job = build_job(spec, site_dirs, server_output=str(out.resolve()))
+    job.name = f"{job.name}-{attempts[-1]['attempt']}{suffix}"
+    flare_root = (out / "flare").resolve()
+    _allow_components(flare_root / job.name)
+    attempts[-1]["flare_workspace"] = str(flare_root / job.name)
+    write_text(out / RUN_FILE, json.dumps(_summarise(out, spec, names, requested, attempts), indent=2) + "\n")
+
+    stop = threading.Event()
+
+    def watch():  # progress from the global model the server saves after each round
+        seen = None
+        while not stop.wait(1.0):
+            state = _read_json(out / GLOBAL_STATE)
+            if state and state.get("saves") != seen and state.get("round") is not None:
+                seen = state.get("saves")
+                progress(min((state["round"] + 1) / requested, 1.0), f"{spec.workflow}: global model after round {state['round'] + 1}/{requested}")
+
+    progress(spec.first_round / requested, f"{spec.workflow}: {len(names)} sites, rounds {spec.first_round + 1}-{spec.first_round + spec.rounds}")
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    error = None
+    try:
+        with warnings.catch_warnings():
+            # FLARE flags 64-hex-digit strings in job configs as possible secrets; ours is the public package ID
+            warnings.filterwarnings("ignore", message="Potential secret value")
+            _recipe(job).execute(SimEnv(clients=names, num_threads=len(names), workspace_root=str(flare_root)))
+    except RuntimeError as exc:  # the simulator reports a failed run; the site statuses say why
+        error = str(exc)
+    finally:
+        stop.set()
+        watcher.join()
+    summary = _summarise(out, spec, names, requested, attempts)
+    if error:
+        summary["engine_error"] = error
+    write_text(out / RUN_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary, error
+
+
 def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.PathLike, resume: bool = False,
              progress: ProgressCallback | None = None) -> dict:
     """Run ``spec`` in the FLARE simulator with one simulated site per entry of ``sites`` (name -> the
@@ -238,11 +285,10 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
 
     Returns the run summary (also ``out/run.json``).  Raises :class:`RunIncomplete` when a site failed:
     the summary names it, the last good global model stays in ``out/global_model``, and calling again
-    with ``resume=True`` continues from that model with the rounds still to do.
+    with ``resume=True`` continues from that model with the rounds still to do.  A simulator that stops
+    before any site finished a round or reported an error (FLARE did not start) is started once more.
     """
     require_nvflare()
-    from nvflare.recipe import SimEnv
-
     from .flare_server import GLOBAL_MODEL, GLOBAL_STATE, LAST_MODEL
 
     progress = progress or print_progress
@@ -280,42 +326,16 @@ def simulate(spec: JobSpec, sites: dict[str, str | os.PathLike], out: str | os.P
     spec.check()
     out.mkdir(parents=True, exist_ok=True)
     site_dirs = {n: (str(folders[n]), str((out / "sites" / n).resolve())) for n in names}
-    job = build_job(spec, site_dirs, server_output=str(out.resolve()))
-    attempt = len(attempts) + 1
-    job.name = f"{job.name}-{attempt}"
-    flare_root = (out / "flare").resolve()
-    _allow_components(flare_root / job.name)
-    attempts.append({"attempt": attempt, "first_round": spec.first_round, "rounds": spec.rounds, "flare_workspace": str(flare_root / job.name)})
-    write_text(out / RUN_FILE, json.dumps(_summarise(out, spec, names, requested, attempts), indent=2) + "\n")
-
-    stop = threading.Event()
-
-    def watch():  # progress from the global model the server saves after each round
-        seen = None
-        while not stop.wait(1.0):
-            state = _read_json(out / GLOBAL_STATE)
-            if state and state.get("saves") != seen and state.get("round") is not None:
-                seen = state.get("saves")
-                progress(min((state["round"] + 1) / requested, 1.0), f"{spec.workflow}: global model after round {state['round'] + 1}/{requested}")
-
-    progress(spec.first_round / requested, f"{spec.workflow}: {len(names)} sites, rounds {spec.first_round + 1}-{spec.first_round + spec.rounds}")
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    error = None
-    try:
-        with warnings.catch_warnings():
-            # FLARE flags 64-hex-digit strings in job configs as possible secrets; ours is the public package ID
-            warnings.filterwarnings("ignore", message="Potential secret value")
-            _recipe(job).execute(SimEnv(clients=names, num_threads=len(names), workspace_root=str(flare_root)))
-    except RuntimeError as exc:  # the simulator reports a failed run; the site statuses say why
-        error = str(exc)
-    finally:
-        stop.set()
-        watcher.join()
-    summary = _summarise(out, spec, names, requested, attempts)
-    if error:
-        summary["engine_error"] = error
-    write_text(out / RUN_FILE, json.dumps(summary, indent=2) + "\n")
+    attempts.append({"attempt": len(attempts) + 1, "first_round": spec.first_round, "rounds": spec.rounds})
+    summary, error = _run_attempt(spec, site_dirs, names, out, requested, attempts, "", progress)
+    if not summary["complete"] and not summary["failures"] and summary["completed_rounds"] <= spec.first_round:
+        # The simulator stopped before any site finished a round or reported an error: FLARE itself did not
+        # start (for example a local port it had chosen was taken by another process before its site
+        # bound it).  Nothing was trained, so the same attempt starts once more, in a new workspace.
+        attempts[-1]["restarted_after"] = error or "the simulator stopped before any round"
+        progress(spec.first_round / requested, f"{spec.workflow}: the FLARE simulator stopped before any round "
+                 f"({attempts[-1]['restarted_after']}); starting it once more")
+        summary, error = _run_attempt(spec, site_dirs, names, out, requested, attempts, "-restart", progress)
     if not summary["complete"]:
         failed = "; ".join(f"site {f['site']} failed in round {f['round'] + 1}: {f['message']}" for f in summary["failures"]) or (error or "rounds missing")
         raise RunIncomplete(f"{out}: {summary['completed_rounds']} of {requested} rounds completed ({failed}); the last good global model "
