@@ -125,7 +125,7 @@ def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Im
     pad = 1 if erode else int(np.ceil(np.sqrt(max(thresholds.values()) + 0.5))) + 1
 
     def disc_conditions(k: int) -> None:
-        box = _plane_box(arr[k], pad)
+        box = plane_box(arr[k], pad)
         if box is None:  # no foreground: nothing survives the erosion, nothing to dilate
             return
         if target[k][box].all():  # erosion of a slice that is all foreground: no background within the image
@@ -184,7 +184,7 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     four = ndimage.generate_binary_structure(2, 1)
 
     def fill(k: int) -> None:
-        box = _plane_box(mask[k], 1)
+        box = plane_box(mask[k], 1)
         if box is None:
             return
         labels, count = ndimage.label(~mask[k][box], structure=four)
@@ -199,7 +199,7 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _plane_box(plane: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+def plane_box(plane: np.ndarray, pad: int) -> tuple[slice, slice] | None:
     """Row and column slices of the box around the foreground of a boolean ``[y, x]`` plane, widened by
     ``pad`` pixels within the plane; None when the plane has no foreground."""
     rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
@@ -233,9 +233,15 @@ def preprocess(image: sitk.Image, where: str | os.PathLike = "image") -> Preproc
     """Check, reorient to the study orientation and skull-strip a head CT."""
     check_ct(image, where)
     original = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    oriented = image if original == STUDY_ORIENTATION else sitk.DICOMOrient(image, STUDY_ORIENTATION)
-    oriented = sitk.Cast(oriented, sitk.sitkFloat32)  # a new image also when the input is float32 already
+    oriented = sitk.Cast(in_study_orientation(image), sitk.sitkFloat32)  # a new image also when the input is float32 already
     return Preprocessed(oriented, skull_strip(oriented, where), original)
+
+
+def in_study_orientation(image: sitk.Image) -> sitk.Image:
+    """``image`` with its axes in the study orientation (LPS identity direction; axis permutation and
+    flips only, no resampling); the image itself when they are already."""
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    return image if code == STUDY_ORIENTATION else sitk.DICOMOrient(image, STUDY_ORIENTATION)
 
 
 def restore_orientation(mask: sitk.Image, original_orientation: str, reference: sitk.Image) -> sitk.Image:

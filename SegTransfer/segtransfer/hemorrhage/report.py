@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..io import LabelImage, atomic_dir, write_labels, write_text
 from ..labels import HEMORRHAGE_SEGMENTS
+from .preprocess import in_study_orientation, plane_box
 
 if TYPE_CHECKING:  # only an annotation: checking the output folder must not load torch
     from .infer import HemorrhageResult
@@ -33,7 +34,7 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     the most hemorrhage, or evenly spaced slices when there is none.  Uses Pillow."""
     from PIL import Image
 
-    oriented, oriented_mask = _lps(image), _lps(mask)
+    oriented, oriented_mask = in_study_orientation(image), in_study_orientation(mask)  # LPS: the tiles' axes
     msk = sitk.GetArrayViewFromImage(oriented_mask)
     per_slice = np.count_nonzero(msk, axis=(1, 2))
     if per_slice.any():
@@ -43,9 +44,9 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     img, red = sitk.GetArrayViewFromImage(oriented)[chosen], msk[chosen] > 0  # the tiles' slices only
     # every tile shows the same box: the head (above -500 HU) and the hemorrhage on the tiles' slices, with a
     # margin; the air around the head is left out (a smaller picture, encoded faster)
-    (y0, y1), (x0, x1) = _tile_box((img > -500) | red, TILE_MARGIN)
-    gray = (np.clip(img[:, y0:y1, x0:x1].astype(np.float32) / 80.0, 0, 1) * 255).astype(np.uint8)
-    red = red[:, y0:y1, x0:x1]
+    box = plane_box(((img > -500) | red).any(axis=0), TILE_MARGIN) or (slice(None), slice(None))
+    gray = (np.clip(img[:, box[0], box[1]].astype(np.float32) / 80.0, 0, 1) * 255).astype(np.uint8)
+    red = red[:, box[0], box[1]]
     n, h, w = gray.shape
     cols = min(4, n)
     rows = (n + cols - 1) // cols
@@ -67,23 +68,6 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     with open(path, "wb") as f:
         pil.save(f, format="PNG", compress_level=PNG_COMPRESSION)
     return Path(path)
-
-
-def _lps(image: sitk.Image) -> sitk.Image:
-    """``image`` with its axes in LPS order (axis permutation and flips only); itself when they are already."""
-    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-    return image if code == "LPS" else sitk.DICOMOrient(image, "LPS")
-
-
-def _tile_box(region: np.ndarray, margin: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Row and column ranges ``((y0, y1), (x0, x1))`` of the box around ``region`` (boolean ``[n, y, x]``)
-    in every slice together, widened by ``margin`` pixels within the slice; the whole slice when empty."""
-    ranges = []
-    for axis in (1, 2):
-        hit = np.flatnonzero(region.any(axis=(0, 3 - axis)))
-        n = region.shape[axis]
-        ranges.append((max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, n)) if hit.size else (0, n))
-    return ranges[0], ranges[1]
 
 
 def summary_csv(name: str, summary: dict) -> str:
