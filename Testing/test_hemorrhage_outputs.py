@@ -132,6 +132,13 @@ def test_overlay_tiles_show_the_head_and_every_marked_voxel(tmp_path):
     red = (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 0] - rgb[..., 2] > 60)
     assert red[:, :width].sum() == 16 and red[:, width:].sum() == 4
     assert red[40 - 30 + TILE_MARGIN, 30 - 20 + TILE_MARGIN] and red[100 - 30 + TILE_MARGIN, width + 90 - 20 + TILE_MARGIN]
+    # brain window 0..80 HU: the 30 HU head is gray 30 / 80 * 255 (to the window's 0.63 HU steps), air black,
+    # a marked voxel the same gray tinted: 40 % of it plus 60 % of (230, 30, 30)
+    gray = 30.0 / 80.0 * 255.0
+    assert np.abs(rgb[50 - 30 + TILE_MARGIN, 50 - 20 + TILE_MARGIN] - gray).max() <= 2.1
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    tint = 0.4 * gray + 0.6 * np.array([230.0, 30.0, 30.0])
+    assert np.abs(rgb[40 - 30 + TILE_MARGIN, 30 - 20 + TILE_MARGIN] - tint).max() <= 1.5
 
 
 def test_output_folder_guard_and_csv(tmp_path):

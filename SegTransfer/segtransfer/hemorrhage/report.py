@@ -22,11 +22,15 @@ if TYPE_CHECKING:  # only an annotation: checking the output folder must not loa
     from .infer import HemorrhageResult
 
 MONTAGE_TILES = 12
-#: zlib level of the overlay PNG: 1 encodes a 12-tile 512 x 512 montage in half the time of Pillow's default 6,
-#: for a file about a fifth larger (about 0.5 MB).
+#: zlib level of the overlay PNG: 1 encodes a 12-tile 512 x 512 palette montage in a quarter of the time of Pillow's
+#: default 6, for a file about an eighth larger (about 0.6 MB).
 PNG_COMPRESSION = 1
 #: Pixels of margin kept around the head in the montage's tiles.
 TILE_MARGIN = 8
+#: Gray levels of the montage's brain window; the hemorrhage is the same gray tinted red (60 % of (230, 30, 30)).
+GRAY_LEVELS = 128
+_GRAY = np.round(np.arange(GRAY_LEVELS) * 255.0 / (GRAY_LEVELS - 1))[:, None].repeat(3, axis=1)
+PALETTE = np.concatenate([_GRAY, 0.4 * _GRAY + 0.6 * np.array([230.0, 30.0, 30.0])]).astype(np.uint8)
 
 
 def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike, tiles: int = MONTAGE_TILES) -> Path:
@@ -45,26 +49,25 @@ def overlay_montage(image: sitk.Image, mask: sitk.Image, path: str | os.PathLike
     # every tile shows the same box: the head (above -500 HU) and the hemorrhage on the tiles' slices, with a
     # margin; the air around the head is left out (a smaller picture, encoded faster)
     box = plane_box(((img > -500) | red).any(axis=0), TILE_MARGIN) or (slice(None), slice(None))
-    gray = (np.clip(img[:, box[0], box[1]].astype(np.float32) / 80.0, 0, 1) * 255).astype(np.uint8)
-    red = red[:, box[0], box[1]]
-    n, h, w = gray.shape
+    # one byte per pixel, an index into PALETTE: 7-bit gray (0..80 HU in 128 steps of 0.63 HU) plus 128 for
+    # the tinted pixels; a palette PNG encodes in about a quarter of the time of an RGB one
+    index = (np.clip(img[:, box[0], box[1]].astype(np.float32) * (GRAY_LEVELS - 1) / 80.0, 0, GRAY_LEVELS - 1) + 0.5).astype(np.uint8)
+    index[red[:, box[0], box[1]]] += GRAY_LEVELS
+    n, h, w = index.shape
     cols = min(4, n)
     rows = (n + cols - 1) // cols
     # Rows of the LPS-oriented array run anterior to posterior and columns from the patient's right to
     # left: drawn as they are, anterior is up and the patient's right on the viewer's left (radiological
     # convention).  Tile i goes to row i // cols, column i % cols.
-    sheet_gray = np.zeros((rows * h, cols * w), np.uint8)
-    sheet_red = np.zeros((rows * h, cols * w), bool)
+    sheet = np.zeros((rows * h, cols * w), np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        sheet_gray[r * h:(r + 1) * h, c * w:(c + 1) * w] = gray[i]
-        sheet_red[r * h:(r + 1) * h, c * w:(c + 1) * w] = red[i]
-    sheet = np.repeat(sheet_gray[..., None], 3, axis=-1)
-    sheet[sheet_red] = (0.4 * sheet[sheet_red] + 0.6 * np.array([230, 30, 30])).astype(np.uint8)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = index[i]
+    pil = Image.frombuffer("P", (sheet.shape[1], sheet.shape[0]), sheet, "raw", "P", 0, 1)
+    pil.putpalette(PALETTE.tobytes())
     spacing = oriented.GetSpacing()  # along the tiles' columns and rows
-    pil = Image.fromarray(sheet)
-    if abs(spacing[0] - spacing[1]) > 1e-6:  # square pixels in the picture
-        pil = pil.resize((int(pil.width * spacing[0] / spacing[1]), pil.height))
+    if abs(spacing[0] - spacing[1]) > 1e-6:  # square pixels in the picture (resampled smoothly, in RGB)
+        pil = pil.convert("RGB").resize((int(pil.width * spacing[0] / spacing[1]), pil.height))
     with open(path, "wb") as f:
         pil.save(f, format="PNG", compress_level=PNG_COMPRESSION)
     return Path(path)
