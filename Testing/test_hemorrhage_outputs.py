@@ -226,5 +226,8 @@ def test_inference_copy_gives_the_plain_networks_mask_and_leaves_it_unchanged():
     assert plain.sum() > 100  # the phantom's bleeds are marked
     np.testing.assert_array_equal(fast, plain)
     assert all(v.is_contiguous() and torch.equal(v, before[k]) for k, v in network.state_dict().items())
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inference_copy(network).modules())
+    copy = inference_copy(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == 9
+    assert inference_copy(copy) is copy  # prepared ahead (the CLI does, while it skull-strips): not copied again
+    np.testing.assert_array_equal(predict_slices(copy, x), plain)

@@ -60,8 +60,8 @@ def run_segment(args: argparse.Namespace) -> int:
         raise InputError("--threads", f"must be at least 1, got {args.threads}")
     model_path = args.model or default_model_path()
     with ThreadPoolExecutor(1) as loader:
-        # torch, MONAI and the network load on another thread while this one reads and skull-strips the
-        # CT: SimpleITK's filters release the GIL, so the two overlap
+        # torch, MONAI and the network load (and its inference copy is made) on another thread while this
+        # one reads and skull-strips the CT: SimpleITK's filters release the GIL, so the two overlap
         loading = loader.submit(_load_network, model_path, args.sha256)
         if args.ct.name.endswith(".inv3"):
             from ..io.invesalius import read_inv3
@@ -84,10 +84,13 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def _load_network(model_path: Path, sha256: str | None):
-    """The package's network and the package (verified; see :func:`segtransfer.models.load_network`)."""
+    """The package's network, as the copy inference runs (:func:`~segtransfer.hemorrhage.infer.inference_copy`),
+    and the package (verified; see :func:`segtransfer.models.load_network`)."""
+    from ..hemorrhage.infer import inference_copy
     from ..models import load_network
 
-    return load_network(model_path, expected_sha256=sha256)
+    network, package = load_network(model_path, expected_sha256=sha256)
+    return inference_copy(network), package
 
 
 def run_train(args: argparse.Namespace) -> int:

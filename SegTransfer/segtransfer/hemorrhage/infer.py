@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..progress import ProgressCallback
 from .network import FLIP_AVERAGE
-from .preprocess import Preprocessed, model_input, padded_box, preprocess, restore_orientation
+from .preprocess import Preprocessed, model_input, padded_box, plane_box, preprocess, restore_orientation
 
 #: A scan is reported as "hemorrhage present" when the predicted volume reaches this (mL).  Below it, thin
 #: false-positive crescents along the inner skull table would flag negative scans.  Chosen on held-out
@@ -93,7 +93,9 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
     ``fuse_conv_bn_eval``), and the 4D tensors in channels-last memory layout.  The same function up to
     float rounding (logits within about 1e-3 of the original's) and 1.3-1.6x faster in PyTorch's CPU
     convolutions: the folding drops one pass over every feature map, the layout suits oneDNN.  The
-    caller's module is left as it is (its weights stay contiguous, as safetensors needs them)."""
+    caller's module is left as it is (its weights stay contiguous, as safetensors needs them).  A network
+    that already is such a copy is returned as it is, so a caller may prepare it ahead (while the CT is
+    skull-stripped) and :func:`predict_slices` does not copy it again."""
     import copy
 
     from monai.networks.blocks import Convolution
@@ -101,6 +103,8 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
     from torch.nn.modules.conv import _ConvTransposeNd
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    if getattr(network, _INFERENCE_COPY, False):
+        return network
     fast = copy.deepcopy(network).eval()
     for block in fast.modules():
         adn = getattr(block, "adn", None)  # MONAI's Convolution is a sequence conv -> ADN (norm, dropout, act in some order)
@@ -108,7 +112,12 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
         if isinstance(block, Convolution) and isinstance(norm, _BatchNorm):  # the norm right after the conv
             block.conv = fuse_conv_bn_eval(block.conv, norm, transpose=isinstance(block.conv, _ConvTransposeNd))
             block.adn.N = torch.nn.Identity()
-    return fast.to(memory_format=torch.channels_last)
+    fast = fast.to(memory_format=torch.channels_last)
+    setattr(fast, _INFERENCE_COPY, True)
+    return fast
+
+
+_INFERENCE_COPY = "segtransfer_inference_copy"  # attribute that marks a network made by inference_copy
 
 
 def lesions_of(mask: sitk.Image) -> list[Lesion]:
@@ -177,7 +186,10 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     arr = sitk.GetArrayViewFromImage(pre.image)
     brain = sitk.GetArrayViewFromImage(pre.brain) > 0
     slices = np.flatnonzero(brain.any(axis=(1, 2)))
-    x = model_input(arr[slices], brain[slices], description["input"]["intensity"])
+    # the model input is zero outside the brain: it is windowed on the box around the brain only
+    rows, cols = plane_box(brain.any(axis=0), 0)
+    x = np.zeros((len(slices), *arr.shape[1:]), dtype=np.float32)
+    x[:, rows, cols] = model_input(arr[slices, rows, cols], brain[slices, rows, cols], description["input"]["intensity"])
     pred = np.zeros(arr.shape, dtype=np.uint8)
     roi = description["input"].get("patch_size") or [256, 256]
     pred[slices] = predict_slices(network, x, description["output"]["threshold"], roi, progress=progress, flip_average=flip)
