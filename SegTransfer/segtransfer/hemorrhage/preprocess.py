@@ -146,7 +146,7 @@ def ball_morphology(mask: sitk.Image, radius: list[int], erode: bool) -> sitk.Im
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as threads:  # numpy's comparisons and logic release the GIL
         list(threads.map(disc_conditions, range(n)))
         list(threads.map(combine, range(n)))
-    result = sitk.GetImageFromArray(out.astype(np.uint8))
+    result = sitk.GetImageFromArray(out.view(np.uint8))
     result.CopyInformation(mask)
     return result
 

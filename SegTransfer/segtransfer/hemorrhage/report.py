@@ -108,14 +108,15 @@ def write_outputs(folder: str | os.PathLike, name: str, image: sitk.Image, resul
     :func:`check_output_folder` (absent, empty or an earlier output, which is replaced)."""
     check_output_folder(folder)
     summary = {"scan": name, **result.summary(), "model": model_info}
-    with atomic_dir(folder) as tmp, ThreadPoolExecutor(1) as threads:
+    with atomic_dir(folder) as tmp, ThreadPoolExecutor(2) as threads:
         labels = LabelImage(result.mask, list(HEMORRHAGE_SEGMENTS))
-        # the montage is drawn and encoded beside the two segmentation files, which together take about
-        # as long: compression and PNG encoding release the GIL
-        montage = threads.submit(overlay_montage, image, result.mask, tmp / "overlay.png")
-        write_labels(labels, tmp / "hemorrhage.nii.gz")
+        # the montage and the NIfTI are written beside the .seg.nrrd, which takes about as long as the two
+        # together: compression and PNG encoding release the GIL
+        side = [threads.submit(overlay_montage, image, result.mask, tmp / "overlay.png"),
+                threads.submit(write_labels, labels, tmp / "hemorrhage.nii.gz")]
         write_labels(labels, tmp / "hemorrhage.seg.nrrd")
-        montage.result()  # re-raises the montage's error inside atomic_dir, so nothing is kept
+        for job in side:
+            job.result()  # re-raises an error inside atomic_dir, so nothing is kept
         write_text(tmp / "summary.json", json.dumps(summary, indent=2))
         write_text(tmp / "summary.csv", summary_csv(name, summary))
     return Path(folder)
