@@ -77,11 +77,12 @@ def predict_slices(network: torch.nn.Module, x: np.ndarray, threshold: float = 0
         for start in range(0, x.shape[0], batch_slices):
             chunk = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_slices, None]))
             if flip_average:  # the mirrored slices go through the network in the same batches
-                both = torch.sigmoid(inferer(torch.cat([chunk, chunk.flip(-1)]), network))
-                prob = 0.5 * (both[:len(chunk)] + both[len(chunk):].flip(-1))
+                both = torch.sigmoid_(inferer(torch.cat([chunk, chunk.flip(-1)]), network))
+                # mean of the two sigmoids > threshold, as sum > 2 * threshold (halving and doubling are exact)
+                marked = both[:len(chunk)].add_(both[len(chunk):].flip(-1)) > 2.0 * threshold
             else:
-                prob = torch.sigmoid(inferer(chunk, network))
-            out[start:start + batch_slices] = prob[:, 0].numpy() > threshold
+                marked = torch.sigmoid_(inferer(chunk, network)) > threshold
+            out[start:start + batch_slices] = marked[:, 0].numpy()
             if progress:
                 progress(min(start + batch_slices, x.shape[0]) / x.shape[0], f"segmenting slice {min(start + batch_slices, x.shape[0])}/{x.shape[0]}")
     return out
