@@ -210,6 +210,7 @@ def test_inference_copy_gives_the_plain_networks_mask_and_leaves_it_unchanged():
     from segtransfer.hemorrhage import default_model_path, preprocess
     from segtransfer.hemorrhage.infer import inference_copy, predict_slices
     from segtransfer.hemorrhage.preprocess import model_input
+    from segtransfer.hemorrhage.upconv import OneChannelUpConv
     from segtransfer.models import load_network
 
     network, package = load_network(default_model_path())
@@ -228,6 +229,32 @@ def test_inference_copy_gives_the_plain_networks_mask_and_leaves_it_unchanged():
     assert all(v.is_contiguous() and torch.equal(v, before[k]) for k, v in network.state_dict().items())
     copy = inference_copy(network)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    assert sum(isinstance(m, OneChannelUpConv) for m in copy.modules()) == 1  # the U-Net's last up-sampling layer
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules()) == 9
     assert inference_copy(copy) is copy  # prepared ahead (the CLI does, while it skull-strips): not copied again
     np.testing.assert_array_equal(predict_slices(copy, x), plain)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (128, 128)])
+def test_one_channel_up_convolution_equals_the_transposed_convolution(size):
+    """OneChannelUpConv gives ConvTranspose2d(C, 1, 3, stride 2, padding 1, output padding 1)'s output, up to float
+    rounding, on both memory layouts and on odd sizes; other transposed convolutions are not replaced."""
+    import torch
+
+    from segtransfer.hemorrhage.upconv import OneChannelUpConv, matches
+
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1).eval()
+    x = torch.randn(3, 8, *size)
+    fast = OneChannelUpConv(conv)
+    with torch.inference_mode():
+        want = conv(x)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = fast(x.to(memory_format=layout))
+            assert got.shape == want.shape == (3, 1, 2 * size[0], 2 * size[1])
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not matches(torch.nn.ConvTranspose2d(8, 2, 3, stride=2, padding=1, output_padding=1))
+    assert not matches(torch.nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1))
+    assert not matches(torch.nn.Conv2d(8, 1, 3))
+    with pytest.raises(ValueError):
+        OneChannelUpConv(torch.nn.ConvTranspose2d(8, 1, 2, stride=2))
