@@ -94,7 +94,7 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
     transposed convolution in a MONAI ``Convolution`` block folded into it (PyTorch's
     ``fuse_conv_bn_eval``), a transposed convolution to one channel replaced by
     :class:`~.upconv.OneChannelUpConv`, and the 4D tensors in channels-last memory layout.  The same
-    function up to float rounding (logits within about 1e-3 of the original's) and 1.3-1.7x faster in
+    function up to float rounding (logits within about 1e-3 of the original's) and 1.4-1.6x faster in
     PyTorch's CPU convolutions: the folding drops one pass over every feature map, the layout suits oneDNN.  The
     caller's module is left as it is (its weights stay contiguous, as safetensors needs them).  A network
     that already is such a copy is returned as it is, so a caller may prepare it ahead (while the CT is
