@@ -258,3 +258,19 @@ def test_one_channel_up_convolution_equals_the_transposed_convolution(size):
     assert not matches(torch.nn.Conv2d(8, 1, 3))
     with pytest.raises(ValueError):
         OneChannelUpConv(torch.nn.ConvTranspose2d(8, 1, 2, stride=2))
+
+
+def test_segment_refuses_an_empty_brain_mask():
+    """A preprocessed scan whose brain mask is empty is refused with the scan's name, before any network runs."""
+    import torch
+
+    from segtransfer.hemorrhage.infer import segment
+    from segtransfer.hemorrhage.network import description
+    from segtransfer.hemorrhage.preprocess import Preprocessed
+
+    h = head_ct(seed=0, site="site_a", spacing=(2.0, 2.0, 6.0))
+    empty = sitk.Image(h.image.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(h.image)
+    pre = Preprocessed(sitk.Cast(h.image, sitk.sitkFloat32), empty, "LPS")
+    with pytest.raises(InputError, match="scan.nii.gz.*brain mask is empty"):
+        segment(h.image, torch.nn.Identity(), description(), where="scan.nii.gz", pre=pre)

@@ -191,6 +191,8 @@ def segment(image: sitk.Image, network: torch.nn.Module, description: dict, wher
     arr = sitk.GetArrayViewFromImage(pre.image)
     brain = sitk.GetArrayViewFromImage(pre.brain) > 0
     slices = np.flatnonzero(brain.any(axis=(1, 2)))
+    if slices.size == 0:  # preprocess refuses such a scan; a ``pre`` made otherwise may still be empty
+        raise InputError(where, "the brain mask is empty: nothing to segment")
     # the model input is zero outside the brain: it is windowed on the box around the brain only
     rows, cols = plane_box(brain.any(axis=0), 0)
     x = np.zeros((len(slices), *arr.shape[1:]), dtype=np.float32)
