@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from geometry_helpers import oblique_direction
 from segtransfer.errors import InputError
-from segtransfer.hemorrhage.infer import HemorrhageResult, drop_small_lesions, lesions_of
+from segtransfer.hemorrhage.infer import HemorrhageResult, select_lesions
 from segtransfer.hemorrhage.report import check_output_folder, overlay_montage, summary_csv, write_outputs
 from segtransfer.phantoms import head_ct
 
@@ -35,7 +35,7 @@ def _mask_with_two_boxes(direction=None) -> sitk.Image:
 def test_lesions_have_exact_volume_centroid_and_slice_range(direction):
     mask = _mask_with_two_boxes(direction)
     voxel_ml = 0.5 * 0.8 * 2.5 / 1000.0
-    lesions = lesions_of(mask)
+    lesions = select_lesions(mask, 0.0)[1]
     assert [les.voxels for les in lesions] == [60, 24]  # largest first
     assert [les.volume_ml for les in lesions] == pytest.approx([60 * voxel_ml, 24 * voxel_ml])
     assert [les.slices for les in lesions] == [(2, 4), (6, 9)]
@@ -48,23 +48,22 @@ def test_lesions_below_the_minimum_size_are_dropped():
     """Boxes of 60 and 24 voxels (0.06 and 0.024 mL): a 0.03 mL minimum drops only the smaller, 0 keeps both;
     a diagonal neighbour counts as connected (26-connectivity, as in the lesion list)."""
     mask = _mask_with_two_boxes()
-    kept = drop_small_lesions(mask, 0.03)
-    assert [les.voxels for les in lesions_of(kept)] == [60]
+    kept = select_lesions(mask, 0.03)[0]
+    assert [les.voxels for les in select_lesions(kept, 0.0)[1]] == [60]
     assert kept.GetSpacing() == mask.GetSpacing() and kept.GetOrigin() == mask.GetOrigin()
-    assert [les.voxels for les in lesions_of(drop_small_lesions(mask, 0.0))] == [60, 24]
+    assert [les.voxels for les in select_lesions(mask, 0.0)[1]] == [60, 24]
     arr = sitk.GetArrayFromImage(mask)
     arr[5, 7, 9] = 1  # touches the 60-voxel box only at a corner: 61 voxels, kept at 0.0605 mL where the box alone (60) would go
     joined = sitk.GetImageFromArray(arr)
     joined.CopyInformation(mask)
-    assert [les.voxels for les in lesions_of(drop_small_lesions(joined, 0.0605))] == [61]
+    kept_joined, lesions_joined = select_lesions(joined, 0.0605)
+    assert [les.voxels for les in lesions_joined] == [61] and sitk.GetArrayViewFromImage(kept_joined).sum() == 61
 
 
 @pytest.mark.parametrize("orientation", ["LPS", "RAS", "AIL", "SLP"])
 def test_lesions_found_on_the_study_grid_are_reported_on_the_input_grid(orientation):
     """select_lesions on the study grid with ``grid`` the input (same voxels, another axis order) gives the
     lesions, volumes, centroids and slice ranges that labelling the mask on the input grid gives."""
-    from segtransfer.hemorrhage.infer import select_lesions
-
     mask = _mask_with_two_boxes()
     arr = sitk.GetArrayFromImage(mask)
     arr[1, 15, 2] = 1  # a speck: dropped at 0.02 mL (20 voxels)
@@ -73,7 +72,7 @@ def test_lesions_found_on_the_study_grid_are_reported_on_the_input_grid(orientat
     mask.SetOrigin((-10.0, 20.0, 5.0))
     grid = sitk.DICOMOrient(mask, orientation)
     kept, lesions = select_lesions(mask, 0.02, grid=grid)
-    expected = lesions_of(drop_small_lesions(grid, 0.02))
+    expected = select_lesions(grid, 0.02)[1]  # labelled on the input grid itself
     assert sitk.GetArrayViewFromImage(kept).sum() == 84
     assert [les.voxels for les in lesions] == [les.voxels for les in expected] == [60, 24]
     assert [les.slices for les in lesions] == [les.slices for les in expected]
@@ -144,7 +143,7 @@ def test_overlay_tiles_show_the_head_and_every_marked_voxel(tmp_path):
 def test_output_folder_guard_and_csv(tmp_path):
     mask = _mask_with_two_boxes()
     image = sitk.Cast(mask, sitk.sitkFloat32) * 60.0 + 20.0
-    result = HemorrhageResult(mask, sitk.Cast(mask * 0 + 1, sitk.sitkUInt8), float(84 * 0.5 * 0.8 * 2.5 / 1000), True, lesions_of(mask))
+    result = HemorrhageResult(mask, sitk.Cast(mask * 0 + 1, sitk.sitkUInt8), float(84 * 0.5 * 0.8 * 2.5 / 1000), True, select_lesions(mask, 0.0)[1])
     out = tmp_path / "out"
     write_outputs(out, "scan", image, result, {"name": "test"})
     rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text(encoding="utf-8"))))

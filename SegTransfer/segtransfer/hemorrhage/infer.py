@@ -125,16 +125,6 @@ def inference_copy(network: torch.nn.Module) -> torch.nn.Module:
 _INFERENCE_COPY = "segtransfer_inference_copy"  # attribute that marks a network made by inference_copy
 
 
-def lesions_of(mask: sitk.Image) -> list[Lesion]:
-    """Connected lesions (26-connectivity) of a 0/1 mask with volume (mL), centroid (LPS mm) and slice range, largest first."""
-    return select_lesions(mask, 0.0)[1]
-
-
-def drop_small_lesions(mask: sitk.Image, min_ml: float) -> sitk.Image:
-    """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL."""
-    return select_lesions(mask, min_ml)[0]
-
-
 def select_lesions(mask: sitk.Image, min_ml: float, grid: sitk.Image | None = None) -> tuple[sitk.Image, list[Lesion]]:
     """The 0/1 ``mask`` (uint8) without its connected lesions (26-connectivity) smaller than ``min_ml`` mL
     (0 keeps all), and the lesions kept, largest first, from one labelling.  Their slice ranges are
